@@ -1,0 +1,148 @@
+"""The declared schema: SQLAlchemy table metadata for a given PostgreSQL schema.
+
+Alembic's revisions create exactly this (a test compares the two). Runtime SQL does
+not go through SQLAlchemy; it lives in ``taskq/sql/*.sql``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+STATUSES = ("waiting", "running", "cancelled", "finished", "failed")
+FINAL = ("cancelled", "finished", "failed")
+
+MAX_NAME_LENGTH = 200
+"""Longest queue, type, unique_key, title or user_id accepted (characters)."""
+
+TASK_BUILTIN_COLUMNS = frozenset(
+    {
+        "id", "seq", "queue", "type", "status", "spec", "progress", "result", "error",
+        "priority", "attempts", "max_attempts", "heartbeat_timeout", "timeout",
+        "retry_delay", "run_at", "created_at", "updated_at", "started_at", "finished_at",
+        "last_heartbeat_at", "lease", "worker_id", "unique_key", "title", "user_id",
+        "chain_id", "chain_index", "depends_on", "group_id", "on_success",
+        "previous_result", "schedule_id",
+    }
+)  # fmt: skip
+
+SCHEDULE_BUILTIN_COLUMNS = frozenset(
+    {
+        "id", "queue", "type", "spec", "cron_schedule", "timezone", "reference_key",
+        "next_run_at", "last_run_at", "enabled", "skip_missed", "created_at", "updated_at",
+    }
+)  # fmt: skip
+
+_now = sa.text("now()")
+
+
+def _status_in(values: tuple[str, ...]) -> sa.TextClause:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return sa.text(f"status IN ({quoted})")
+
+
+def metadata(schema: str) -> sa.MetaData:
+    """The tables of taskq in ``schema``."""
+    md = sa.MetaData(schema=schema)
+    sa.Table(
+        "tasks",
+        md,
+        sa.Column("id", pg.UUID(as_uuid=False), primary_key=True,
+                  server_default=sa.text("gen_random_uuid()")),
+        sa.Column("seq", sa.BigInteger, sa.Identity(always=False), nullable=False),
+        sa.Column("queue", sa.Text, nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False, server_default="waiting"),
+        sa.Column("spec", pg.JSONB),
+        sa.Column("progress", pg.JSONB),
+        sa.Column("result", pg.JSONB),
+        sa.Column("error", sa.Text),
+        sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+        sa.Column("heartbeat_timeout", sa.Float, nullable=False, server_default="60"),
+        sa.Column("timeout", sa.Float),
+        sa.Column("retry_delay", sa.Float, nullable=False, server_default="1"),
+        sa.Column("run_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+        sa.Column("started_at", sa.DateTime(timezone=True)),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("last_heartbeat_at", sa.DateTime(timezone=True)),
+        sa.Column("lease", pg.UUID(as_uuid=False)),
+        sa.Column("worker_id", pg.UUID(as_uuid=False)),
+        sa.Column("unique_key", sa.Text),
+        sa.Column("title", sa.Text),
+        sa.Column("user_id", sa.Text),
+        sa.Column("chain_id", pg.UUID(as_uuid=False)),
+        sa.Column("chain_index", sa.Integer),
+        sa.Column("depends_on", pg.UUID(as_uuid=False)),
+        sa.Column("group_id", pg.UUID(as_uuid=False)),
+        sa.Column("on_success", pg.JSONB),
+        sa.Column("previous_result", pg.JSONB),
+        sa.Column("schedule_id", pg.UUID(as_uuid=False)),
+        sa.CheckConstraint(_status_in(STATUSES), name="tasks_status_check"),
+        sa.CheckConstraint(
+            f"length(queue) BETWEEN 1 AND {MAX_NAME_LENGTH}", name="tasks_queue_check"
+        ),
+        sa.CheckConstraint(
+            f"length(type) BETWEEN 1 AND {MAX_NAME_LENGTH}", name="tasks_type_check"
+        ),
+        sa.CheckConstraint("attempts >= 0", name="tasks_attempts_check"),
+        sa.CheckConstraint("max_attempts >= 1", name="tasks_max_attempts_check"),
+        sa.CheckConstraint("heartbeat_timeout > 0", name="tasks_heartbeat_timeout_check"),
+        sa.CheckConstraint("timeout IS NULL OR timeout > 0", name="tasks_timeout_check"),
+        sa.CheckConstraint("retry_delay >= 0", name="tasks_retry_delay_check"),
+        sa.Index(
+            "tasks_dequeue_idx", "queue", sa.text("priority DESC"), "run_at", "seq",
+            postgresql_where=sa.text("status = 'waiting'"),
+        ),
+        sa.Index(
+            "tasks_dequeue_any_idx", sa.text("priority DESC"), "run_at", "seq",
+            postgresql_where=sa.text("status = 'waiting'"),
+        ),
+        sa.Index(
+            "tasks_running_idx", "worker_id", postgresql_where=sa.text("status = 'running'")
+        ),
+        sa.Index(
+            "tasks_unique_key_idx", "unique_key", unique=True,
+            postgresql_where=sa.text(
+                "unique_key IS NOT NULL AND status IN ('waiting', 'running')"
+            ),
+        ),
+        sa.Index("tasks_created_idx", sa.text("created_at DESC")),
+        sa.Index("tasks_final_idx", "finished_at", postgresql_where=_status_in(FINAL)),
+        sa.Index("tasks_chain_idx", "chain_id", postgresql_where=sa.text("chain_id IS NOT NULL")),
+        sa.Index("tasks_group_idx", "group_id", postgresql_where=sa.text("group_id IS NOT NULL")),
+        sa.Index(
+            "tasks_depends_on_idx", "depends_on",
+            postgresql_where=sa.text("depends_on IS NOT NULL"),
+        ),
+        postgresql_with={
+            "fillfactor": "80",
+            "autovacuum_vacuum_scale_factor": "0.02",
+            "autovacuum_analyze_scale_factor": "0.02",
+        },
+    )  # fmt: skip
+    sa.Table(
+        "workers",
+        md,
+        sa.Column("id", pg.UUID(as_uuid=False), primary_key=True),
+        sa.Column("host", sa.Text, nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("queues", pg.ARRAY(sa.Text), nullable=False, server_default="{}"),
+        sa.Column("concurrency", sa.Integer, nullable=False),
+        sa.Column("running", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+        sa.Column("stopped_at", sa.DateTime(timezone=True)),
+    )  # fmt: skip
+    sa.Table(
+        "groups",
+        md,
+        sa.Column("id", pg.UUID(as_uuid=False), primary_key=True),
+        sa.Column("on_complete", pg.JSONB),
+        sa.Column("completed_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    )  # fmt: skip
+    return md

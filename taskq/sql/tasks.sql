@@ -1,0 +1,317 @@
+-- Runtime SQL for <schema>.tasks. Each block starts with "-- name: NAME" and a line
+-- saying what it is for. Placeholders in braces are identifiers composed with
+-- psycopg.sql when the module loads (never user text); %(x)s are bound parameters.
+-- Every state change is one guarded statement: zero rows means the guard failed, and
+-- the caller asks `diagnose` why.
+
+-- name: enqueue
+-- Insert a batch (one JSON array of rows) and wake the dequeuers of each queue that got
+-- runnable work, in one statement. NOTIFY is sent once per queue per transaction.
+WITH ins AS (
+    INSERT INTO {tasks} (
+        id, queue, type, spec, priority, run_at, max_attempts, heartbeat_timeout, timeout,
+        retry_delay, unique_key, title, user_id, on_success, chain_id, chain_index,
+        depends_on, group_id, schedule_id, previous_result {ref_columns}
+    )
+    SELECT coalesce(r.id, gen_random_uuid()), r.queue, r.type, r.spec, r.priority, coalesce(r.run_at, now()), r.max_attempts,
+           r.heartbeat_timeout, r.timeout, r.retry_delay, r.unique_key, r.title, r.user_id,
+           r.on_success, r.chain_id, r.chain_index, r.depends_on, r.group_id, r.schedule_id,
+           r.previous_result
+           {ref_select}
+    FROM jsonb_populate_recordset(NULL::{tasks}, %(rows)s::jsonb) WITH ORDINALITY AS r
+    ORDER BY r.ordinality
+    RETURNING *
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, q.queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE run_at <= now()) AS q
+)
+SELECT ins.*, (SELECT count(*) FROM woken) AS _woken FROM ins ORDER BY ins.seq;
+
+-- name: dequeue
+-- Claim up to `limit` runnable tasks: highest priority, then earliest run_at, then
+-- enqueue order. SKIP LOCKED lets concurrent claimers pass each other instead of
+-- queueing on the same rows; each claim gets a fresh lease that fences later writes.
+-- {queue_filter} is empty (any queue), "AND queue = %(queue)s" (served by
+-- tasks_dequeue_idx) or "AND queue = ANY(%(queues)s)" (served by tasks_dequeue_any_idx).
+WITH next AS (
+    SELECT id
+    FROM {tasks}
+    WHERE status = 'waiting' AND run_at <= now() {queue_filter}
+    ORDER BY priority DESC, run_at, seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {tasks} AS t
+SET status = 'running',
+    attempts = t.attempts + 1,
+    started_at = now(),
+    last_heartbeat_at = now(),
+    updated_at = now(),
+    finished_at = NULL,
+    lease = gen_random_uuid(),
+    worker_id = %(worker_id)s
+FROM next
+WHERE t.id = next.id
+RETURNING t.*;
+
+-- name: heartbeat
+-- Record progress and the heartbeat time of running tasks, each only under its own
+-- claim when a lease is given. Watchers are told, once per statement.
+WITH beat AS (
+    UPDATE {tasks} AS t
+    SET progress = coalesce(v.progress, t.progress),
+        last_heartbeat_at = now(),
+        updated_at = now()
+    FROM unnest(%(ids)s::uuid[], %(leases)s::uuid[], %(progress)s::jsonb[])
+         AS v(id, lease, progress)
+    WHERE t.id = v.id AND t.status = 'running' AND (v.lease IS NULL OR t.lease = v.lease)
+    RETURNING t.id
+),
+told AS (
+    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM beat HAVING count(*) > 0
+)
+SELECT beat.id, (SELECT count(*) FROM told) AS _told FROM beat;
+
+-- name: finish
+-- Finish running tasks under their claims. Follow-ups (chains, groups, on_success)
+-- are handled by the caller in the same transaction for the rows this returns.
+WITH done AS (
+    UPDATE {tasks} AS t
+    SET status = 'finished',
+        progress = coalesce(v.progress, t.progress),
+        result = v.result,
+        finished_at = now(),
+        updated_at = now()
+    FROM unnest(%(ids)s::uuid[], %(leases)s::uuid[], %(progress)s::jsonb[], %(results)s::jsonb[])
+         AS v(id, lease, progress, result)
+    WHERE t.id = v.id AND t.status = 'running' AND (v.lease IS NULL OR t.lease = v.lease)
+    RETURNING t.id, t.queue, t.type, t.status, t.attempts, t.chain_id, t.group_id,
+              t.on_success, t.result, t.started_at, t.finished_at
+),
+told AS (
+    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM done HAVING count(*) > 0
+)
+SELECT done.*, (SELECT count(*) FROM told) AS _told FROM done;
+
+-- name: fail
+-- Fail running tasks under their claims: back to waiting after a jittered exponential
+-- backoff while attempts remain (and the failure is not final), else failed for good.
+-- The backoff is retry_delay * 2^(attempts-1), capped at an hour, times 0.75..1.25.
+WITH failed AS (
+    UPDATE {tasks} AS t
+    SET status = CASE WHEN t.attempts < t.max_attempts AND NOT v.final
+                      THEN 'waiting' ELSE 'failed' END,
+        run_at = CASE WHEN t.attempts < t.max_attempts AND NOT v.final
+                      THEN now() + make_interval(secs => least(3600.0,
+                               t.retry_delay * power(2.0, greatest(t.attempts - 1, 0)))
+                               * (0.75 + random() * 0.5))
+                      ELSE t.run_at END,
+        finished_at = CASE WHEN t.attempts < t.max_attempts AND NOT v.final
+                           THEN NULL ELSE now() END,
+        lease = CASE WHEN t.attempts < t.max_attempts AND NOT v.final
+                     THEN NULL ELSE t.lease END,
+        worker_id = CASE WHEN t.attempts < t.max_attempts AND NOT v.final
+                         THEN NULL ELSE t.worker_id END,
+        progress = coalesce(v.progress, t.progress),
+        error = v.error,
+        updated_at = now()
+    FROM unnest(%(ids)s::uuid[], %(leases)s::uuid[], %(progress)s::jsonb[], %(errors)s::text[],
+                %(finals)s::boolean[])
+         AS v(id, lease, progress, error, final)
+    WHERE t.id = v.id AND t.status = 'running' AND (v.lease IS NULL OR t.lease = v.lease)
+    RETURNING t.id, t.queue, t.type, t.status, t.attempts, t.chain_id, t.group_id,
+              t.on_success, t.result, t.started_at, t.finished_at, t.run_at
+),
+told AS (
+    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM failed HAVING count(*) > 0
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, q.queue)
+    FROM (SELECT DISTINCT queue FROM failed WHERE status = 'waiting' AND run_at <= now()) AS q
+)
+SELECT failed.*, (SELECT count(*) FROM told) + (SELECT count(*) FROM woken) AS _told
+FROM failed;
+
+-- name: release
+-- Give running tasks back to waiting without charging an attempt (clean shutdown).
+WITH back AS (
+    UPDATE {tasks} AS t
+    SET status = 'waiting',
+        attempts = greatest(t.attempts - 1, 0),
+        lease = NULL,
+        worker_id = NULL,
+        started_at = NULL,
+        run_at = now(),
+        updated_at = now()
+    FROM unnest(%(ids)s::uuid[], %(leases)s::uuid[]) AS v(id, lease)
+    WHERE t.id = v.id AND t.status = 'running' AND t.lease = v.lease
+    RETURNING t.id, t.queue
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, q.queue) FROM (SELECT DISTINCT queue FROM back) AS q
+)
+SELECT back.id, (SELECT count(*) FROM woken) AS _woken FROM back;
+
+-- name: diagnose
+-- Why a guarded write matched nothing: the row's status and lease, if it exists.
+SELECT id, status, lease FROM {tasks} WHERE id = ANY(%(ids)s::uuid[]);
+
+-- name: rescue
+-- Return stale running tasks to waiting (or fail them when no attempts remain): their
+-- heartbeat is older than their heartbeat_timeout, or the worker process that holds
+-- them stopped or has not been seen for `worker_stale` seconds. Times are the database
+-- clock's. Bounded, and SKIP LOCKED so any number of processes may run it at once.
+WITH stale AS (
+    SELECT t.id
+    FROM {tasks} AS t
+    WHERE t.status = 'running'
+      AND (t.last_heartbeat_at < now() - make_interval(secs => t.heartbeat_timeout)
+           OR t.worker_id IN (
+               SELECT w.id FROM {workers} AS w
+               WHERE w.stopped_at IS NOT NULL
+                  OR w.last_seen_at < now() - make_interval(secs => %(worker_stale)s)))
+    ORDER BY t.last_heartbeat_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+rescued AS (
+    UPDATE {tasks} AS t
+    SET status = CASE WHEN t.attempts < t.max_attempts THEN 'waiting' ELSE 'failed' END,
+        finished_at = CASE WHEN t.attempts < t.max_attempts THEN NULL ELSE now() END,
+        error = format('rescued: no heartbeat for %%s s (heartbeat_timeout %%s s) on attempt %%s of %%s',
+                       round(extract(epoch FROM now() - t.last_heartbeat_at)::numeric, 1),
+                       t.heartbeat_timeout, t.attempts, t.max_attempts),
+        lease = NULL,
+        worker_id = NULL,
+        run_at = now(),
+        updated_at = now()
+    FROM stale
+    WHERE t.id = stale.id
+    RETURNING t.id, t.queue, t.type, t.status, t.attempts, t.chain_id, t.group_id,
+              t.on_success, t.result, t.started_at, t.finished_at
+),
+told AS (
+    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM rescued HAVING count(*) > 0
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, q.queue)
+    FROM (SELECT DISTINCT queue FROM rescued WHERE status = 'waiting') AS q
+)
+SELECT rescued.*, (SELECT count(*) FROM told) + (SELECT count(*) FROM woken) AS _told
+FROM rescued;
+
+-- name: cancel
+-- Cancel a waiting or running task. A running task's worker learns it at its next
+-- heartbeat (its lease is kept, so that worker is told "cancelled", not "lease lost").
+WITH c AS (
+    UPDATE {tasks}
+    SET status = 'cancelled', finished_at = now(), updated_at = now()
+    WHERE id = %(id)s AND status IN ('waiting', 'running')
+    RETURNING *
+),
+told AS (
+    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM c HAVING count(*) > 0
+)
+SELECT c.*, (SELECT count(*) FROM told) AS _told FROM c;
+
+-- name: cancel_chain_rest
+-- Cancel the links of a chain that have not started, after one of its links ended
+-- without finishing.
+WITH c AS (
+    UPDATE {tasks}
+    SET status = 'cancelled', finished_at = now(), updated_at = now(),
+        error = %(error)s
+    WHERE chain_id = %(chain_id)s AND status = 'waiting'
+    RETURNING id, queue, type, status, attempts, chain_id, group_id, on_success, result,
+              started_at, finished_at
+),
+told AS (
+    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM c HAVING count(*) > 0
+)
+SELECT c.*, (SELECT count(*) FROM told) AS _told FROM c;
+
+-- name: release_chain_next
+-- Make the next link of a chain runnable now, handing it the previous link's result.
+WITH n AS (
+    UPDATE {tasks}
+    SET run_at = now(), previous_result = %(result)s::jsonb, updated_at = now()
+    WHERE depends_on = %(id)s AND status = 'waiting'
+    RETURNING id, queue
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, q.queue) FROM (SELECT DISTINCT queue FROM n) AS q
+)
+SELECT n.id, (SELECT count(*) FROM woken) AS _woken FROM n;
+
+-- name: retry
+-- Put a failed or cancelled task back to waiting, with its attempts reset.
+WITH r AS (
+    UPDATE {tasks}
+    SET status = 'waiting', attempts = 0, run_at = now(), finished_at = NULL,
+        started_at = NULL, lease = NULL, worker_id = NULL, error = NULL,
+        updated_at = now()
+    WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+    RETURNING *
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, q.queue) FROM (SELECT DISTINCT queue FROM r) AS q
+)
+SELECT r.*, (SELECT count(*) FROM woken) AS _woken FROM r;
+
+-- name: get
+-- One task by id.
+SELECT * FROM {tasks} WHERE id = %(id)s;
+
+-- name: get_many
+-- Tasks by id, in no particular order.
+SELECT * FROM {tasks} WHERE id = ANY(%(ids)s::uuid[]);
+
+-- name: delete
+-- Delete one task, whatever its status.
+DELETE FROM {tasks} WHERE id = %(id)s RETURNING id;
+
+-- name: purge
+-- Delete up to `limit` tasks in a final status that ended before `before`. Callers
+-- loop until it returns fewer than `limit`, so no statement holds locks for long.
+DELETE FROM {tasks}
+WHERE id IN (
+    SELECT id FROM {tasks}
+    WHERE status IN ('finished', 'failed', 'cancelled') AND finished_at < %(before)s
+      {queue_filter}
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id;
+
+-- name: counts
+-- Tasks per queue and status, and the age of the oldest runnable task per queue.
+SELECT queue, status, count(*) AS n,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'waiting'
+                                                      AND run_at <= now())) AS oldest_age
+FROM {tasks}
+GROUP BY queue, status;
+
+-- name: group_create
+-- Record a group and the request to enqueue when all its members have ended.
+INSERT INTO {groups} (id, on_complete) VALUES (%(id)s, %(on_complete)s::jsonb);
+
+-- name: group_lock
+-- Serialise completion checks of one group: the second finisher waits for the first
+-- to commit, then checks again with a fresh snapshot (see workflow.py).
+SELECT id FROM {groups} WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR UPDATE;
+
+-- name: group_complete
+-- Mark a group complete once no member is waiting or running; returns its follow-up
+-- request exactly once.
+UPDATE {groups} AS g
+SET completed_at = now()
+WHERE g.id = %(id)s AND g.completed_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM {tasks} AS t
+                  WHERE t.group_id = g.id AND t.status IN ('waiting', 'running'))
+RETURNING g.on_complete;
+
+-- name: members
+-- The members of a chain or group, in request order.
+SELECT * FROM {tasks} WHERE {member_column} = %(id)s ORDER BY chain_index, seq;

@@ -1,0 +1,154 @@
+"""taskq's values: statuses, tasks, requests. Immutable dataclasses, no I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = Any
+"""Any value ``json.dumps`` accepts: dict, list, str, int, float, bool or None."""
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+class TaskStatus(str, enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATUSES = frozenset({TaskStatus.CANCELLED, TaskStatus.FINISHED, TaskStatus.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One row of ``<schema>.tasks`` as it was when read.
+
+    ``lease`` is the token of the claim that ``Dequeuer.dequeue`` made; passing this
+    Task (not just its id) to heartbeat/finish/fail fences those writes to that claim.
+    """
+
+    id: str
+    queue: str
+    type: str
+    spec: JSON
+    status: TaskStatus
+    progress: JSON
+    result: JSON
+    error: str | None
+    references: Mapping[str, Any]
+    priority: int
+    attempts: int
+    max_attempts: int
+    heartbeat_timeout: float
+    timeout: float | None
+    run_at: dt.datetime
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    last_heartbeat_at: dt.datetime | None
+    unique_key: str | None = None
+    title: str | None = None
+    user_id: str | None = None
+    lease: str | None = field(default=None, repr=False)
+    worker_id: str | None = None
+    chain_id: str | None = None
+    group_id: str | None = None
+    previous_result: JSON = None
+    on_success: JSON = field(default=None, repr=False)
+
+    @property
+    def has_followups(self) -> bool:
+        """Whether ending this task may start other work (chain, group, on_success)."""
+        return bool(self.chain_id or self.group_id or self.on_success)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEnqueueRequest:
+    """What to enqueue. Checked by the Queuer before anything is stored.
+
+    ``heartbeat_timeout`` and ``timeout`` are seconds. ``max_attempts``,
+    ``heartbeat_timeout``, ``timeout`` and ``retry_delay`` left as None take the
+    registered task type's defaults (when the Queuer knows a Registry), else 1, 60.0,
+    no timeout, and 1.0 s.
+    ``on_success`` is enqueued in the same transaction that finishes this task.
+    """
+
+    queue: str
+    type: str
+    spec: JSON = None
+    references: Mapping[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    run_at: dt.datetime | None = None
+    max_attempts: int | None = None
+    heartbeat_timeout: float | None = None
+    unique_key: str | None = None
+    title: str | None = None
+    user_id: str | None = None
+    timeout: float | None = None
+    retry_delay: float | None = None
+    on_success: TaskEnqueueRequest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskScheduleRequest:
+    queue: str
+    type: str
+    cron_schedule: str
+    spec: JSON = None
+    references: Mapping[str, Any] = field(default_factory=dict)
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A structured progress value that handlers may report and readers parse.
+
+    Any JSON stays allowed as progress; this is the shape taskq's own tools draw
+    as a progress bar.
+    """
+
+    percent: float | None = None
+    step: int | None = None
+    steps: int | None = None
+    status: str | None = None
+    done: bool = False
+    dest: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+
+    @classmethod
+    def from_json(cls, value: JSON) -> Progress | None:
+        """The Progress in ``value``, or None when it is not shaped like one."""
+        if not isinstance(value, dict):
+            return None
+        known = {k: value[k] for k in cls.__slots__ if k in value}
+        if not known:
+            return None
+        try:
+            return cls(**known)
+        except TypeError:
+            return None
+
+    def fraction(self) -> float | None:
+        if self.percent is not None:
+            return max(0.0, min(1.0, float(self.percent) / 100.0))
+        if self.step is not None and self.steps:
+            return max(0.0, min(1.0, self.step / self.steps))
+        return 1.0 if self.done else None
