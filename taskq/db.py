@@ -104,7 +104,7 @@ class Database:
             self.owns_pool = True
         elif isinstance(db, ConnectionPool):
             self._pool = db
-            self.url = db.conninfo
+            self.url = db.conninfo if isinstance(db.conninfo, str) else db.conninfo()
         elif isinstance(db, psycopg.Connection):
             self._conn = db
         elif _is_sqlalchemy(db):

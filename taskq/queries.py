@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from importlib import resources
-from typing import Any, LiteralString, cast
+from typing import Any
 
 import psycopg
 from psycopg import errors as pgerr
@@ -54,7 +54,7 @@ def load(filename: str) -> dict[str, str]:
 
 def render(template: str, **parts: sql.Composable) -> str:
     """``template`` with its ``{name}`` parts composed in, as a query string."""
-    composed = sql.SQL(cast(LiteralString, template)).format(**parts)
+    composed = sql.SQL(template).format(**parts)
     return composed.as_string(None)
 
 
@@ -220,7 +220,9 @@ class Queries:
         where = f"{self.schema}.{table}"
         for key in keys:
             if not isinstance(key, str) or not key:
-                raise InvalidReference(str(key), where, "a reference name must be a non-empty string")
+                raise InvalidReference(
+                    str(key), where, "a reference name must be a non-empty string"
+                )
             if key in builtin:
                 raise InvalidReference(key, where, "that is a built-in column, not a reference")
         if not keys:
@@ -250,9 +252,7 @@ class Queries:
             )
             self._enqueue_by_refs[ref_columns] = query
         with conn.cursor(row_factory=task_row_factory) as cur:
-            cur.execute(
-                cast(LiteralString, query), {"rows": rows_json, "channel": self.channel}
-            )
+            cur.execute(query, {"rows": rows_json, "channel": self.channel})
             return cur.fetchall()
 
     def dequeue(
@@ -267,7 +267,7 @@ class Queries:
         else:
             query, params["queues"] = self._dequeue["many"], list(queues)
         with conn.cursor(row_factory=task_row_factory) as cur:
-            cur.execute(cast(LiteralString, query), params)
+            cur.execute(query, params)
             tasks = cur.fetchall()
         if len(tasks) > 1:
             tasks.sort(key=lambda t: (-t.priority, t.run_at, t.created_at))
@@ -277,7 +277,7 @@ class Queries:
         params.setdefault("events", self.events)
         params.setdefault("channel", self.channel)
         with conn.cursor(row_factory=dict_row_factory) as cur:
-            cur.execute(cast(LiteralString, self._tasks[name]), params)
+            cur.execute(self._tasks[name], params)
             return cur.fetchall()
 
     def heartbeat(
@@ -336,9 +336,7 @@ class Queries:
 
     def cancel(self, conn: Conn, task_id: str) -> Task | None:
         with conn.cursor(row_factory=task_row_factory) as cur:
-            cur.execute(
-                cast(LiteralString, self._tasks["cancel"]), {"id": task_id, "events": self.events}
-            )
+            cur.execute(self._tasks["cancel"], {"id": task_id, "events": self.events})
             return cur.fetchone()
 
     def cancel_chain_rest(self, conn: Conn, chain_id: str, error: str) -> list[dict[str, Any]]:
@@ -349,19 +347,17 @@ class Queries:
 
     def retry(self, conn: Conn, task_id: str) -> Task | None:
         with conn.cursor(row_factory=task_row_factory) as cur:
-            cur.execute(
-                cast(LiteralString, self._tasks["retry"]), {"id": task_id, "channel": self.channel}
-            )
+            cur.execute(self._tasks["retry"], {"id": task_id, "channel": self.channel})
             return cur.fetchone()
 
     def get(self, conn: Conn, task_id: str) -> Task | None:
         with conn.cursor(row_factory=task_row_factory) as cur:
-            cur.execute(cast(LiteralString, self._tasks["get"]), {"id": task_id})
+            cur.execute(self._tasks["get"], {"id": task_id})
             return cur.fetchone()
 
     def get_many(self, conn: Conn, ids: Sequence[str]) -> dict[str, Task]:
         with conn.cursor(row_factory=task_row_factory) as cur:
-            cur.execute(cast(LiteralString, self._tasks["get_many"]), {"ids": list(ids)})
+            cur.execute(self._tasks["get_many"], {"ids": list(ids)})
             return {t.id: t for t in cur.fetchall()}
 
     def delete(self, conn: Conn, task_id: str) -> bool:
@@ -372,7 +368,7 @@ class Queries:
         query = self._tasks["purge"]
         if queue is not None:
             query, params["queue"] = self._purge_queue, queue
-        cur = conn.execute(cast(LiteralString, query), params)
+        cur = conn.execute(query, params)
         return cur.rowcount
 
     def counts(self, conn: Conn) -> list[dict[str, Any]]:
@@ -391,8 +387,9 @@ class Queries:
         for i, (col, value) in enumerate(filters.items()):
             name = f"p{i}"
             if isinstance(value, list | tuple | set | frozenset):
-                conds.append(sql.SQL("{} = ANY({})").format(sql.Identifier(col),
-                                                            sql.Placeholder(name)))
+                conds.append(
+                    sql.SQL("{} = ANY({})").format(sql.Identifier(col), sql.Placeholder(name))
+                )
                 params[name] = [str(v) for v in value]
             else:
                 conds.append(sql.SQL("{} = {}").format(sql.Identifier(col), sql.Placeholder(name)))
@@ -411,12 +408,12 @@ class Queries:
     def members(self, conn: Conn, kind: str, member_of: str) -> list[Task]:
         """The tasks of chain or group ``member_of`` (``kind`` "chain" or "group")."""
         with conn.cursor(row_factory=task_row_factory) as cur:
-            cur.execute(cast(LiteralString, self._members[kind]), {"id": member_of})
+            cur.execute(self._members[kind], {"id": member_of})
             return cur.fetchall()
 
     def group_create(self, conn: Conn, group_id: str, on_complete: str | None) -> None:
         conn.execute(
-            cast(LiteralString, self._tasks["group_create"]),
+            self._tasks["group_create"],
             {"id": group_id, "on_complete": on_complete},
         )
 
@@ -425,12 +422,10 @@ class Queries:
 
         Returns (group id, on_complete request JSON) for each group completed now.
         """
-        conn.execute(cast(LiteralString, self._tasks["group_lock"]), {"ids": list(group_ids)})
+        conn.execute(self._tasks["group_lock"], {"ids": list(group_ids)})
         done = []
         for gid in sorted(group_ids):
-            row = conn.execute(
-                cast(LiteralString, self._tasks["group_complete"]), {"id": gid}
-            ).fetchone()
+            row = conn.execute(self._tasks["group_complete"], {"id": gid}).fetchone()
             if row is not None:
                 done.append((gid, row[0]))
         return done
@@ -439,7 +434,7 @@ class Queries:
 
     def worker(self, conn: Conn, name: str, **params: Any) -> list[dict[str, Any]]:
         with conn.cursor(row_factory=dict_row_factory) as cur:
-            cur.execute(cast(LiteralString, self._workers[name]), params)
+            cur.execute(self._workers[name], params)
             return cur.fetchall() if cur.description else []
 
 
@@ -462,4 +457,3 @@ def error_for(task_id: str, lease: str | None, row: Mapping[str, Any] | None) ->
 def dumps(value: Any) -> str:
     """JSON text for a value PostgreSQL's jsonb will take (no NaN)."""
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
-

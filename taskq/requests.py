@@ -113,7 +113,9 @@ def check_request(
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
         raise InvalidTask(f"max_attempts must be an integer{where}, got {max_attempts!r}")
     if not 1 <= max_attempts <= INT32_MAX:
-        raise InvalidTask(f"max_attempts must be between 1 and {INT32_MAX}{where}, got {max_attempts}")
+        raise InvalidTask(
+            f"max_attempts must be between 1 and {INT32_MAX}{where}, got {max_attempts}"
+        )
     hb = req.heartbeat_timeout
     if hb is None:
         hb = (opts.heartbeat_timeout if opts else None) or DEFAULT_HEARTBEAT_TIMEOUT

@@ -251,11 +251,11 @@ class Tasks:
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Block until the task reaches a final status and return it; TimeoutError when
         ``timeout`` passes first."""
-        task: Task | None = None
-        for task in self.watch(task_id, timeout):
-            pass
-        assert task is not None
-        return task
+        last: Task | None = None
+        for snapshot in self.watch(task_id, timeout):
+            last = snapshot
+        assert last is not None
+        return last
 
 
 def _check_id(value: str, what: str = "task") -> str:
@@ -268,8 +268,10 @@ def _check_id(value: str, what: str = "task") -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise TaskNotFound(value) if what == "task" else TaskqError(
-            f"{what} {value!r} not found (not a valid id)"
+        raise (
+            TaskNotFound(value)
+            if what == "task"
+            else TaskqError(f"{what} {value!r} not found (not a valid id)")
         ) from None
 
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +20,6 @@ import pytest
 from psycopg import sql
 
 import taskq
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -103,42 +98,3 @@ def tasks(database_url: str, schema: str) -> Iterator[taskq.Tasks]:
 def queue_name() -> str:
     """A queue name no other test uses (tests in a module share a schema)."""
     return f"q-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(
-    check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or check}")
-        time.sleep(interval)
-
-
-def taskq_env(url: str, schema: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(TASKQ_DATABASE_URL=url, TASKQ_SCHEMA=schema, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
-    env.update(extra)
-    return env
-
-
-def taskq_cmd(*args: str) -> list[str]:
-    """The ``taskq`` command line, run with this interpreter."""
-    return [sys.executable, "-m", "taskq.cli", *args]
-
-
-def run_taskq(
-    url: str, schema: str, *args: str, timeout: float = 60, **extra: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        taskq_cmd(*args),
-        env=taskq_env(url, schema, **extra),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
