@@ -1,0 +1,3 @@
+from taskq.cli import run
+
+run()
