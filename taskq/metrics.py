@@ -34,6 +34,7 @@ class Metrics:
         self, registry: CollectorRegistry | None = None, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.namespace = namespace
         ns = namespace
         r = self.registry
         self.tasks_total = Counter(

@@ -371,8 +371,8 @@ class Queries:
         cur = conn.execute(query, params)
         return cur.rowcount
 
-    def counts(self, conn: Conn) -> list[dict[str, Any]]:
-        return self._many(conn, "counts", {})
+    def counts(self, conn: Conn, worker_stale: float) -> list[dict[str, Any]]:
+        return self._many(conn, "counts", {"stale": worker_stale})
 
     def list_tasks(
         self,

@@ -286,12 +286,17 @@ WHERE id IN (
 RETURNING id;
 
 -- name: counts
--- Tasks per queue and status, and the age of the oldest runnable task per queue.
+-- One query per scrape: tasks per queue and status, the age of the oldest runnable
+-- task per queue, and (queue NULL) the number of live worker processes.
 SELECT queue, status, count(*) AS n,
        extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'waiting'
                                                       AND run_at <= now())) AS oldest_age
 FROM {tasks}
-GROUP BY queue, status;
+GROUP BY queue, status
+UNION ALL
+SELECT NULL, 'live_workers', count(*), NULL
+FROM {workers}
+WHERE stopped_at IS NULL AND last_seen_at >= now() - make_interval(secs => %(stale)s);
 
 -- name: group_create
 -- Record a group and the request to enqueue when all its members have ended.

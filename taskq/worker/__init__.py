@@ -1,0 +1,6 @@
+"""The worker process (``taskq worker``): see worker.py for how it is built."""
+
+from taskq.worker.identity import WORKER_STALE, Identity
+from taskq.worker.worker import Worker, WorkerConfig
+
+__all__ = ["WORKER_STALE", "Identity", "Worker", "WorkerConfig"]
