@@ -44,7 +44,20 @@ def encode_json(value: Any, what: str) -> str:
         raise InvalidTask(
             f"{what} contains a NUL character (\\u0000), which PostgreSQL cannot store"
         )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800"
+            raise InvalidTask(
+                f"{what} contains {text[e.start : e.end]!r}, which is not valid Unicode "
+                "text, so PostgreSQL cannot store it"
+            ) from None
     return text
+
+
+def utf8_length(text: str) -> int:
+    """The size of ``text`` in UTF-8 bytes (cheap for ASCII)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def check_text(value: Any, field: str, where: str, *, limit: int = MAX_NAME_LENGTH) -> None:
@@ -52,6 +65,13 @@ def check_text(value: Any, field: str, where: str, *, limit: int = MAX_NAME_LENG
         raise InvalidTask(f"{field} must be a string{where}, got {type(value).__name__}")
     if "\x00" in value:
         raise InvalidTask(f"{field} contains a NUL character{where}, which PostgreSQL cannot store")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate such as "\ud800"
+            raise InvalidTask(
+                f"{field} is not valid Unicode text{where}, so PostgreSQL cannot store it"
+            ) from None
     if len(value) > limit:
         raise InvalidTask(f"{field} is longer than {limit} characters{where}")
 
@@ -177,10 +197,9 @@ def to_row(
     r = check_request(req, registry, max_spec_bytes=max_spec_bytes)
     where = _where(r.queue, r.type)
     spec = encode_json(r.spec, f"spec{where}")
-    if len(spec) > max_spec_bytes and len(spec.encode()) > max_spec_bytes:
-        raise InvalidTask(
-            f"spec{where} is {len(spec.encode())} bytes of JSON; the limit is {max_spec_bytes}"
-        )
+    size = utf8_length(spec)
+    if size > max_spec_bytes:
+        raise InvalidTask(f"spec{where} is {size} bytes of JSON; the limit is {max_spec_bytes}")
     fields: dict[str, Any] = {
         "queue": r.queue,
         "type": r.type,
