@@ -39,8 +39,18 @@ def _is_sqlalchemy(db: object) -> bool:
 
 
 def _driver_connection(db: Any) -> psycopg.Connection[Any]:
-    """The psycopg connection under a SQLAlchemy Connection or Session."""
-    sa_conn = db.connection() if hasattr(db, "get_bind") else db
+    """The psycopg connection under a SQLAlchemy Connection or Session.
+
+    SQLAlchemy is told a transaction is under way (``Session.connection()`` does that
+    itself; a ``Connection`` is begun the way its autobegin on ``execute`` would),
+    so the caller's ``commit()``/``rollback()`` really end taskq's statements too.
+    """
+    if hasattr(db, "get_bind"):
+        sa_conn = db.connection()
+    else:
+        sa_conn = db
+        if not sa_conn.in_transaction():
+            sa_conn.begin()
     raw = sa_conn.connection.driver_connection
     if not isinstance(raw, psycopg.Connection):
         raise TypeError(
