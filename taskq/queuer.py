@@ -152,8 +152,10 @@ class Queuer:
     def _insert(self, rows: list[Row]) -> list[Task]:
         started = time.perf_counter()
         refs = {r.references for r in rows}
-        if any(refs):
-            # Reference columns are checked against the table before SQL uses them.
+        if any(refs) or self._db.joins_caller:
+            # Several statements (references are checked against the table before SQL
+            # uses them) run as one unit; in a caller's transaction that unit is a
+            # savepoint, so a refused enqueue (TaskAlreadyExists) leaves it usable.
             with self._db.transaction() as conn:
                 tasks = self._insert_in(conn, rows)
         else:
