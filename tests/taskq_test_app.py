@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from typing import Any
+
+import psycopg
 
 import taskq
 
@@ -102,3 +105,63 @@ async def async_echo(ctx: taskq.TaskContext) -> Any:
 async def async_hang(ctx: taskq.TaskContext) -> Any:
     await asyncio.sleep(30)
     return "woke"
+
+
+# ---- chaos suite (tests/chaos) ---------------------------------------------------
+
+_ledger_conn = threading.local()
+
+
+def _ledger_append(task: taskq.Task) -> None:
+    """Append (task id, pid, attempt) to <TASKQ_SCHEMA>.ledger on this thread's own
+    connection, reconnecting once if the database dropped it."""
+    from psycopg import sql
+
+    query = sql.SQL("INSERT INTO {} (task_id, pid, attempt) VALUES (%s, %s, %s)").format(
+        sql.Identifier(os.environ.get("TASKQ_SCHEMA", "taskq"), "ledger")
+    )
+    for retry in (False, True):
+        conn = getattr(_ledger_conn, "conn", None)
+        if conn is None or conn.closed:
+            conn = _ledger_conn.conn = psycopg.connect(
+                os.environ["TASKQ_DATABASE_URL"], autocommit=True, connect_timeout=5
+            )
+        try:
+            conn.execute(query, (task.id, os.getpid(), task.attempts))
+            return
+        except psycopg.OperationalError:
+            conn.close()
+            if retry:
+                raise
+
+
+@registry.task("ledger", max_attempts=5, retry_delay=0.1)
+def ledger(ctx: taskq.TaskContext) -> Any:
+    """Appends to the ledger table, then sleeps ``spec["sleep"]`` seconds (and
+    ``spec["first_sleep"]`` more on the first attempt); returns the worker's pid."""
+    spec = ctx.spec or {}
+    _ledger_append(ctx.task)
+    pause = float(spec.get("sleep", 0))
+    if ctx.task.attempts == 1:
+        pause += float(spec.get("first_sleep", 0))
+    if pause:
+        time.sleep(pause)
+    return os.getpid()
+
+
+# ---- workflows (tests/test_workflows.py) -------------------------------------------
+
+
+@registry.task("gated")
+def gated(ctx: taskq.TaskContext) -> Any:
+    """Waits until the file ``spec["gate"]`` exists (when given; at most 60 s), then
+    returns what it was handed: ``{"previous": ctx.previous_result, "value": ...}``."""
+    spec = ctx.spec or {}
+    gate = spec.get("gate")
+    deadline = time.monotonic() + 60
+    while gate and not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        if ctx.wait_cancelled(0.01):
+            raise taskq.TaskCancelled(ctx.task.id)
+    return {"previous": ctx.previous_result, "value": spec.get("value")}
