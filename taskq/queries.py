@@ -258,7 +258,8 @@ class Queries:
     def dequeue(
         self, conn: Conn, queues: Sequence[str], limit: int, worker_id: str | None
     ) -> list[Task]:
-        """Claim up to ``limit`` tasks from ``queues`` (any queue when empty)."""
+        """Claim up to ``limit`` tasks from ``queues`` (any queue when empty), in
+        claiming order: highest priority, then earliest run_at, then enqueue order."""
         params: dict[str, Any] = {"limit": limit, "worker_id": worker_id}
         if not queues:
             query = self._dequeue["any"]
@@ -268,10 +269,7 @@ class Queries:
             query, params["queues"] = self._dequeue["many"], list(queues)
         with conn.cursor(row_factory=task_row_factory) as cur:
             cur.execute(query, params)
-            tasks = cur.fetchall()
-        if len(tasks) > 1:
-            tasks.sort(key=lambda t: (-t.priority, t.run_at, t.created_at))
-        return tasks
+            return cur.fetchall()
 
     def _many(self, conn: Conn, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         params.setdefault("events", self.events)

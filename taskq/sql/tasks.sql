@@ -34,6 +34,7 @@ SELECT ins.*, (SELECT count(*) FROM woken) AS _woken FROM ins ORDER BY ins.seq;
 -- queueing on the same rows; each claim gets a fresh lease that fences later writes.
 -- {queue_filter} is empty (any queue), "AND queue = %(queue)s" (served by
 -- tasks_dequeue_idx) or "AND queue = ANY(%(queues)s)" (served by tasks_dequeue_any_idx).
+-- UPDATE ... RETURNING has no order of its own, so the claimed rows are sorted again.
 WITH next AS (
     SELECT id
     FROM {tasks}
@@ -41,19 +42,22 @@ WITH next AS (
     ORDER BY priority DESC, run_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE {tasks} AS t
+    SET status = 'running',
+        attempts = t.attempts + 1,
+        started_at = now(),
+        last_heartbeat_at = now(),
+        updated_at = now(),
+        finished_at = NULL,
+        lease = gen_random_uuid(),
+        worker_id = %(worker_id)s
+    FROM next
+    WHERE t.id = next.id
+    RETURNING t.*
 )
-UPDATE {tasks} AS t
-SET status = 'running',
-    attempts = t.attempts + 1,
-    started_at = now(),
-    last_heartbeat_at = now(),
-    updated_at = now(),
-    finished_at = NULL,
-    lease = gen_random_uuid(),
-    worker_id = %(worker_id)s
-FROM next
-WHERE t.id = next.id
-RETURNING t.*;
+SELECT * FROM claimed ORDER BY priority DESC, run_at, seq;
 
 -- name: heartbeat
 -- Record progress and the heartbeat time of running tasks, each only under its own
