@@ -50,7 +50,8 @@ def clean_error(error: object) -> str | None:
     text = error if isinstance(error, str) else str(error)
     text = text.replace("\x00", "\\0")
     if len(text) > MAX_ERROR_LENGTH:
-        text = text[: MAX_ERROR_LENGTH - 20] + " ... (error truncated)"
+        suffix = " ... (error truncated)"
+        text = text[: MAX_ERROR_LENGTH - len(suffix)] + suffix
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
