@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from taskq.db import Database, Db
-from taskq.errors import TaskqError
+from taskq.errors import TaskNotFound, TaskqError
 from taskq.notify import ANY, Listener
 from taskq.queries import Conn, Queries
 from taskq.requests import encode_json
@@ -60,11 +61,19 @@ def clean_error(error: object) -> str | None:
 
 
 def _ref(task: TaskRef) -> tuple[str, str | None]:
+    """The canonical id and the lease (None for a bare id) of ``task``.
+
+    An id is normalised to PostgreSQL's text form, so the rows a statement returns
+    match it; one that is not a UUID at all names no task (TaskNotFound).
+    """
     if isinstance(task, Task):
         return task.id, task.lease
     if not isinstance(task, str):
         raise TypeError(f"expected a Task or a task id string, got {type(task).__name__}")
-    return task, None
+    try:
+        return str(uuid.UUID(task)), None
+    except ValueError:
+        raise TaskNotFound(task) from None
 
 
 def _progress(value: JSON, task_id: str) -> str | None:
@@ -224,16 +233,21 @@ class Dequeuer:
         ids: list[str] = []
         leases: list[str | None] = []
         progress: list[str | None] = []
+        unknown: dict[str, TaskqError] = {}
         for task, value in items:
-            task_id, lease = _ref(task)
+            try:
+                task_id, lease = _ref(task)
+            except TaskNotFound as e:
+                unknown[e.task_id] = e
+                continue
             ids.append(task_id)
             leases.append(lease)
             progress.append(_progress(value, task_id))
         if not ids:
-            return {}
+            return unknown
         with self._db.connection() as conn:
             beaten = self._q.heartbeat(conn, ids, leases, progress)
-            errors = self._explain(conn, ids, leases, beaten)
+            errors = unknown | self._explain(conn, ids, leases, beaten)
         if self.metrics is not None:
             self.metrics.observe_heartbeats(len(beaten))
         return errors
@@ -250,18 +264,23 @@ class Dequeuer:
         leases: list[str | None] = []
         progress: list[str | None] = []
         results: list[str | None] = []
+        unknown: dict[str, TaskqError] = {}
         for o in outcomes:
-            task_id, lease = _ref(o.task)
+            try:
+                task_id, lease = _ref(o.task)
+            except TaskNotFound as e:
+                unknown[e.task_id] = e
+                continue
             ids.append(task_id)
             leases.append(lease)
             progress.append(_progress(o.progress, task_id))
             results.append(encode_json(o.result, f"result of task {task_id}"))
         if not ids:
-            return {}
+            return unknown
         with self._write(outcomes) as conn:
             rows = self._q.finish(conn, ids, leases, progress, results)
             after_final(conn, self._q, rows)
-            errors = self._explain(conn, ids, leases, {str(r["id"]) for r in rows})
+            errors = unknown | self._explain(conn, ids, leases, {str(r["id"]) for r in rows})
         if self.metrics is not None:
             self.metrics.observe_ended(rows)
         return errors
@@ -284,8 +303,13 @@ class Dequeuer:
         progress: list[str | None] = []
         errors_text: list[str | None] = []
         finals: list[bool] = []
+        unknown: dict[str, TaskqError] = {}
         for o in outcomes:
-            task_id, lease = _ref(o.task)
+            try:
+                task_id, lease = _ref(o.task)
+            except TaskNotFound as e:
+                unknown[e.task_id] = e
+                continue
             ids.append(task_id)
             leases.append(lease)
             try:
@@ -295,11 +319,11 @@ class Dequeuer:
             errors_text.append(clean_error(o.error))
             finals.append(o.final)
         if not ids:
-            return {}
+            return unknown
         with self._write(outcomes) as conn:
             rows = self._q.fail(conn, ids, leases, progress, errors_text, finals)
             after_final(conn, self._q, rows)
-            errors = self._explain(conn, ids, leases, {str(r["id"]) for r in rows})
+            errors = unknown | self._explain(conn, ids, leases, {str(r["id"]) for r in rows})
         if self.metrics is not None:
             self.metrics.observe_ended(rows)
         return errors
