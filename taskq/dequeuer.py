@@ -188,6 +188,8 @@ class Dequeuer:
             listener.interest(keys)
         try:
             while True:
+                if stop is not None and stop.is_set():
+                    return []
                 mark = listener.mark(keys) if listener is not None else None
                 tasks = self._claim(queues, limit)
                 if tasks:
@@ -333,7 +335,10 @@ class Dequeuer:
         if not tasks:
             return set()
         with self._db.connection() as conn:
-            return self._q.release(conn, [t.id for t in tasks], [t.lease for t in tasks])
+            back = self._q.release(conn, [t.id for t in tasks], [t.lease for t in tasks])
+        if self.metrics is not None:
+            self.metrics.observe_released([t for t in tasks if t.id in back])
+        return back
 
     def rescue(self, *, worker_stale: float = DEFAULT_WORKER_STALE, limit: int = 1000) -> int:
         """Take back stale running tasks (see ``Rescuer``); returns how many."""

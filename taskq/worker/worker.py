@@ -114,6 +114,7 @@ class Worker:
         self._outcomes: queue.Queue[tuple[Held, Outcome, bool]] = queue.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
+        self._fetcher: threading.Thread | None = None
         self._maintenance = Maintenance(
             [Rescuer(db, interval=self.config.rescue_interval,
                      worker_stale=self.config.worker_stale, metrics=metrics)]
@@ -135,17 +136,18 @@ class Worker:
             self._spawn(self._loop.run_forever, "taskq-asyncio")
         self._spawn(self._complete_loop, "taskq-completer")
         self._spawn(self._heartbeat_loop, "taskq-heartbeat")
-        self._spawn(self._fetch_loop, "taskq-fetcher")
+        self._fetcher = self._spawn(self._fetch_loop, "taskq-fetcher")
         self._maintenance.start()
         log.info(
             "worker %s started: queues %s, concurrency %s",
             self.identity, ",".join(self.config.queues) or "*", self.config.concurrency,
         )  # fmt: skip
 
-    def _spawn(self, target: Any, name: str) -> None:
+    def _spawn(self, target: Any, name: str) -> threading.Thread:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
+        return t
 
     def request_stop(self) -> None:
         """First call: stop claiming and drain within the grace period. Second: at once."""
@@ -157,6 +159,10 @@ class Worker:
         """Stop claiming, wait up to the grace period, release the rest, flush, deregister."""
         self.stop_claiming.set()
         deadline = time.monotonic() + self.config.grace
+        # The fetcher gives back anything it claims after the stop; wait for it so no
+        # claim can land after the release below.
+        if self._fetcher is not None:
+            self._fetcher.join(timeout=max(self.config.grace, 5.0))
         while time.monotonic() < deadline and not self._force.is_set():
             with self._lock:
                 if self._running == 0:
@@ -193,6 +199,9 @@ class Worker:
             try:
                 back = self.dequeuer.release([h.task for h in held])
                 log.warning("shutdown: %d unfinished task(s) back to waiting", len(back))
+                for h in held:
+                    if h.task.id in back:
+                        events.info("task released", extra=_fields(h.task) | {"status": "waiting"})
                 break
             except Exception as e:
                 log.warning("shutdown: could not release tasks (%s)", _first_line(e))
@@ -285,7 +294,7 @@ class Worker:
             return
         with self._lock:
             self._running += 1
-        events.info("task started", extra=_fields(h.task))
+        events.info("task started", extra=_fields(h.task) | {"status": "running"})
         if ttype.is_async and self._loop is not None:
             h.future = asyncio.run_coroutine_threadsafe(self._run_async(ttype, h), self._loop)
         else:
@@ -415,10 +424,12 @@ class Worker:
             if err is not None:
                 events.info("task outcome refused: %s", err, extra=f)
             elif ok:
-                events.info("task finished", extra=f)
+                events.info("task finished", extra=f | {"status": "finished"})
             else:
                 f["error"] = str(o.error)[:200]
-                events.info("task failed", extra=f)
+                retry = not o.final and h.task.attempts < h.task.max_attempts
+                f["status"] = "waiting" if retry else "failed"
+                events.info("task failed; will retry" if retry else "task failed", extra=f)
         self._slot_freed.set()
 
     def _flush(self, timeout: float) -> None:
@@ -444,11 +455,18 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         failing = False
+        last_beat = time.monotonic()
         while not self.stopped.is_set():
-            self.stopped.wait(self._beat_interval())
+            # Wake often (the interval shrinks as soon as a task with a short heartbeat
+            # timeout is claimed); write only when the interval has passed.
+            interval = self._beat_interval()
+            self.stopped.wait(min(interval, 0.5))
             if self.stopped.is_set():
                 return
             self._enforce_timeouts()
+            if time.monotonic() - last_beat < self._beat_interval():
+                continue
+            last_beat = time.monotonic()
             with self._lock:
                 held = list(self._held.values())
                 running = self._running
