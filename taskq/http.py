@@ -56,7 +56,9 @@ def database_health(url: str, timeout: float = 3.0) -> Callable[[], tuple[bool, 
     def check() -> tuple[bool, str]:
         try:
             with psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True) as c:
-                c.execute("SET statement_timeout = %s", (int(timeout * 1000),))
+                # SET takes no bound parameters; set_config does.
+                c.execute("SELECT set_config('statement_timeout', %s, false)",
+                          (f"{int(timeout * 1000)}ms",))  # fmt: skip
                 c.execute("SELECT 1")
             return True, "ok: database reachable"
         except Exception as e:

@@ -1,43 +1,87 @@
 """Log formatting for taskq's processes: human-readable lines or one JSON object each.
 
-Task state changes are logged on ``taskq.events`` with the task's id, queue, type and
-attempt (and duration and error where they apply). Specs are never logged, and
-database URLs only through ``config.describe_target`` (no passwords).
+Task state changes are logged on ``taskq.events``, one line each, with the task's id,
+queue, type, attempt and the status it went to (and duration and error where they
+apply): ``task started`` (running), ``task finished``, ``task failed`` (failed for
+good), ``task failed; will retry`` (back to waiting), ``task released`` (back to
+waiting at shutdown), ``task rescued`` (taken back from a vanished worker),
+``task dropped`` (its worker stopped working on it: cancelled or lease lost).
+
+Specs are never logged. Database URLs are logged only through
+``config.describe_target`` (no password), and as a safety net both formatters mask
+any ``scheme://user:password@`` or ``password=...`` that reaches a log line (an
+exception message that quotes a connection string, say).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
-_FIELDS = ("task_id", "queue", "task_type", "attempt", "max_attempts", "duration", "error")
+_FIELDS = (
+    "task_id", "queue", "task_type", "attempt", "max_attempts", "status", "duration", "error",
+)  # fmt: skip
+
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)[^@\s/]*@")
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def redact(text: str) -> str:
+    """``text`` with passwords in connection strings replaced by ``***``."""
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    return _KEYWORD_PASSWORD.sub(r"\1***", text)
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg and the task fields present."""
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, object] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for f in _FIELDS:
-            if hasattr(record, f):
-                out[f] = getattr(record, f)
+            value = getattr(record, f, None)
+            if value is not None:
+                out[f] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
 
 
+def _text_value(value: object) -> str:
+    text = str(value)
+    if not text or any(c.isspace() or c in "\"'=\\" for c in text):
+        return json.dumps(text)
+    return text
+
+
 class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message key=value ...``: the message's line breaks are
+    escaped and values with spaces or quotes are quoted, so a task event stays on one
+    line (a traceback, where there is one, follows on the next lines)."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        extra = [f"{f}={getattr(record, f)}" for f in _FIELDS if hasattr(record, f)]
-        return f"{line} {' '.join(extra)}" if extra else line
+        record.message = record.getMessage().replace("\r", "\\r").replace("\n", "\\n")
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        extra = [
+            f"{f}={_text_value(v)}" for f in _FIELDS if (v := getattr(record, f, None)) is not None
+        ]
+        if extra:
+            line = f"{line} {' '.join(extra)}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        if record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
+        return redact(line)
 
 
 def setup(fmt: str = "text", level: int = logging.INFO) -> None:

@@ -1,16 +1,32 @@
-"""Gauges read from the database when Prometheus scrapes: one query per scrape.
+"""Gauges read from the database when Prometheus scrapes: one cheap query per scrape.
 
-- ``taskq_queue_tasks{queue,status}``: tasks per queue and status;
-- ``taskq_queue_oldest_waiting_seconds{queue}``: age of the oldest runnable task;
-- ``taskq_workers_live``: worker processes seen within the staleness window.
+- ``taskq_queue_tasks{queue,status}``: waiting and running tasks per queue, exact;
+- ``taskq_queue_oldest_waiting_seconds{queue}``: age of the oldest runnable waiting
+  task (``run_at`` passed), 0 when none;
+- ``taskq_tasks_stored_estimate{status}``: rows per status in the whole table, from the
+  planner's statistics (no samples before the table's first ANALYZE);
+- ``taskq_workers_live``: worker processes seen within the staleness window;
+- ``taskq_database_up``: 1 when the scrape's query succeeded, else 0 and no other gauge.
 
-A scrape that cannot reach the database reports ``taskq_database_up 0`` and no
-other gauges, rather than failing the whole scrape.
+Cost: the query (``counts`` in sql/tasks.sql) counts waiting and running rows through
+their partial indexes and never scans finished, failed or cancelled rows, so it stays
+cheap however much history the table holds; transitions into those statuses are
+counted by ``taskq_tasks_total``. It runs under a statement timeout, so a slow
+database makes a scrape report ``taskq_database_up 0`` instead of hanging.
+
+Bounded labels: at most ``max_queues`` queues (those with the most waiting + running
+tasks) get their own series; the rest are added up under ``queue="other"``. A queue
+that this collector reported before, or that this process's ``Metrics`` has seen, is
+reported with zeros once it is empty (rather than its series vanishing), as long as
+every non-empty queue fits under the cap.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
+from threading import Lock
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -19,22 +35,55 @@ from taskq.db import Database
 from taskq.queries import Queries
 from taskq.worker.identity import WORKER_STALE
 
-STATUSES = ("waiting", "running", "cancelled", "finished", "failed")
+if TYPE_CHECKING:
+    from taskq.metrics import Metrics
+
+DEFAULT_MAX_QUEUES = 200
+"""Queues with their own gauge series; the rest share queue="other"."""
+OTHER = "other"
+SCRAPE_TIMEOUT = 5.0
+"""Seconds the scrape's query may run."""
 
 
 class DatabaseCollector(Collector):
-    def __init__(self, db: Database, namespace: str = "taskq") -> None:
+    """Register on a registry: ``registry.register(DatabaseCollector(db))``."""
+
+    def __init__(
+        self,
+        db: Database,
+        namespace: str = "taskq",
+        *,
+        max_queues: int = DEFAULT_MAX_QUEUES,
+        metrics: Metrics | None = None,
+        worker_stale: float = WORKER_STALE,
+        timeout: float = SCRAPE_TIMEOUT,
+    ) -> None:
+        if max_queues < 1:
+            raise ValueError("max_queues must be at least 1")
         self.db = db
         self.q = Queries(db.schema)
         self.ns = namespace
+        self.max_queues = max_queues
+        self.metrics = metrics
+        self.worker_stale = worker_stale
+        self.timeout = timeout
+        self._known: OrderedDict[str, None] = OrderedDict()  # queues reported before
+        self._lock = Lock()
+
+    def _query(self) -> list[dict[str, object]]:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, true)",
+                (f"{int(self.timeout * 1000)}ms",),
+            )
+            return self.q.counts(conn, self.worker_stale, self.max_queues)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(
             f"{self.ns}_database_up", "Whether the last scrape reached the database."
         )
         try:
-            with self.db.connection() as conn:
-                rows = self.q.counts(conn, WORKER_STALE)
+            rows = self._query()
         except Exception:
             up.add_metric([], 0)
             yield up
@@ -42,27 +91,60 @@ class DatabaseCollector(Collector):
         up.add_metric([], 1)
         yield up
         tasks = GaugeMetricFamily(
-            f"{self.ns}_queue_tasks", "Tasks per queue and status.", labels=["queue", "status"]
+            f"{self.ns}_queue_tasks",
+            "Waiting and running tasks per queue (exact).",
+            labels=["queue", "status"],
         )
         oldest = GaugeMetricFamily(
             f"{self.ns}_queue_oldest_waiting_seconds",
-            "Age of the oldest runnable waiting task per queue.",
+            "Age of the oldest runnable waiting task per queue (0 when none).",
             labels=["queue"],
         )
+        stored = GaugeMetricFamily(
+            f"{self.ns}_tasks_stored_estimate",
+            "Rows per status in the tasks table, estimated from planner statistics.",
+            labels=["status"],
+        )
         live = GaugeMetricFamily(f"{self.ns}_workers_live", "Live worker processes.")
-        seen: dict[str, set[str]] = {}
+        reported: list[str] = []
+        overflow = False
+
+        def add(queue: str, waiting: float, running: float, age: float) -> None:
+            tasks.add_metric([queue, "waiting"], waiting)
+            tasks.add_metric([queue, "running"], running)
+            oldest.add_metric([queue], age)
+
         for r in rows:
-            if r["queue"] is None:
-                live.add_metric([], float(r["n"]))
-                continue
-            tasks.add_metric([r["queue"], r["status"]], float(r["n"]))
-            seen.setdefault(r["queue"], set()).add(r["status"])
-            if r["oldest_age"] is not None:
-                oldest.add_metric([r["queue"]], float(r["oldest_age"]))
-        for queue, statuses in seen.items():
-            for status in STATUSES:
-                if status not in statuses:
-                    tasks.add_metric([queue, status], 0.0)
+            kind = r["kind"]
+            if kind == "queue" or kind == "other":
+                queue = str(r["queue"]) if kind == "queue" else OTHER
+                add(queue, _f(r["waiting"]), _f(r["running"]), _f(r["oldest_age"]))
+                if kind == "queue":
+                    reported.append(queue)
+                else:
+                    overflow = True
+            elif kind == "estimate":
+                stored.add_metric([str(r["status"])], _f(r["waiting"]))
+            elif kind == "workers":
+                live.add_metric([], _f(r["waiting"]))
+        with self._lock:
+            for queue in reported:
+                self._known[queue] = None
+                self._known.move_to_end(queue)
+            while len(self._known) > self.max_queues:
+                self._known.popitem(last=False)
+            known = list(self._known)
+        if not overflow:
+            # Every non-empty queue is listed, so any other queue we know of is empty.
+            extra = set(known) | (self.metrics.queues() if self.metrics else set())
+            room = self.max_queues - len(reported)
+            for queue in sorted(extra - set(reported) - {OTHER})[: max(room, 0)]:
+                add(queue, 0.0, 0.0, 0.0)
         yield tasks
         yield oldest
+        yield stored
         yield live
+
+
+def _f(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0

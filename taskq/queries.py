@@ -369,8 +369,12 @@ class Queries:
         cur = conn.execute(query, params)
         return cur.rowcount
 
-    def counts(self, conn: Conn, worker_stale: float) -> list[dict[str, Any]]:
-        return self._many(conn, "counts", {"stale": worker_stale})
+    def counts(
+        self, conn: Conn, worker_stale: float, max_queues: int = 200
+    ) -> list[dict[str, Any]]:
+        """The gauges of one scrape (see the ``counts`` query)."""
+        params = {"stale": worker_stale, "max_queues": max_queues, "schema": self.schema}
+        return self._many(conn, "counts", params)
 
     def list_tasks(
         self,

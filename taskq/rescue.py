@@ -14,6 +14,7 @@ fences the old worker out afterwards (see dequeuer.py).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from taskq.db import Database
@@ -22,6 +23,8 @@ from taskq.workflow import after_final
 
 if TYPE_CHECKING:
     from taskq.metrics import Metrics
+
+events = logging.getLogger("taskq.events")
 
 
 def rescue_once(
@@ -41,6 +44,10 @@ def rescue_once(
         total += len(rows)
         if metrics is not None and rows:
             metrics.observe_rescued(rows)
-            metrics.observe_ended(rows)
+        for r in rows:
+            events.warning("task rescued", extra={
+                "task_id": str(r["id"]), "queue": r["queue"], "task_type": r["type"],
+                "attempt": r["attempts"], "status": r["status"], "error": r.get("error"),
+            })  # fmt: skip
         if len(rows) < limit:
             return total

@@ -110,7 +110,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from taskq.metrics_db import DatabaseCollector
 
         assert metrics is not None and db.url is not None
-        metrics.registry.register(DatabaseCollector(db, metrics.namespace))
+        metrics.registry.register(DatabaseCollector(db, metrics.namespace, metrics=metrics))
         server = serve(args.metrics_port, metrics.registry, database_health(db.url))
     worker.start()
     while not worker.stop_claiming.wait(0.5):

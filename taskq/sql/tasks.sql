@@ -125,7 +125,7 @@ WITH failed AS (
          AS v(id, lease, progress, error, final)
     WHERE t.id = v.id AND t.status = 'running' AND (v.lease IS NULL OR t.lease = v.lease)
     RETURNING t.id, t.queue, t.type, t.status, t.attempts, t.chain_id, t.group_id,
-              t.on_success, t.result, t.started_at, t.finished_at, t.run_at
+              t.on_success, t.result, t.started_at, t.finished_at, t.run_at, now() AS ended_at
 ),
 told AS (
     SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM failed HAVING count(*) > 0
@@ -193,7 +193,7 @@ rescued AS (
     FROM stale
     WHERE t.id = stale.id
     RETURNING t.id, t.queue, t.type, t.status, t.attempts, t.chain_id, t.group_id,
-              t.on_success, t.result, t.started_at, t.finished_at
+              t.on_success, t.result, t.started_at, t.finished_at, t.error
 ),
 told AS (
     SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM rescued HAVING count(*) > 0
@@ -290,15 +290,59 @@ WHERE id IN (
 RETURNING id;
 
 -- name: counts
--- One query per scrape: tasks per queue and status, the age of the oldest runnable
--- task per queue, and (queue NULL) the number of live worker processes.
-SELECT queue, status, count(*) AS n,
-       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'waiting'
-                                                      AND run_at <= now())) AS oldest_age
-FROM {tasks}
-GROUP BY queue, status
+-- One cheap query per Prometheus scrape (see metrics_db.py). Waiting and running
+-- tasks are counted exactly through their partial indexes (tasks_dequeue_idx is read
+-- index-only), so the cost follows the backlog and the tasks in flight, never the
+-- history: finished, failed and cancelled rows are not scanned. Rows by `kind`:
+--   queue:    the `max_queues` queues with the most waiting + running tasks: waiting,
+--             running, and the age in seconds of the oldest runnable waiting task;
+--   other:    the remaining queues added together (only when there are more);
+--   estimate: rows per status in the whole table, from the planner's statistics
+--             (pg_class.reltuples times the status's most-common-value frequency, as
+--             of the last ANALYZE; none before the first);
+--   workers:  worker processes seen within `stale` seconds.
+WITH waiting AS (
+    SELECT queue, count(*) AS n, min(run_at) FILTER (WHERE run_at <= now()) AS oldest
+    FROM {tasks}
+    WHERE status = 'waiting'
+    GROUP BY queue
+),
+running AS (
+    SELECT queue, count(*) AS n
+    FROM {tasks}
+    WHERE status = 'running'
+    GROUP BY queue
+),
+per_queue AS MATERIALIZED (
+    SELECT coalesce(w.queue, r.queue) AS queue, coalesce(w.n, 0) AS waiting,
+           coalesce(r.n, 0) AS running, w.oldest
+    FROM waiting AS w FULL JOIN running AS r ON r.queue = w.queue
+),
+top AS MATERIALIZED (
+    SELECT * FROM per_queue ORDER BY waiting + running DESC, queue LIMIT %(max_queues)s
+)
+SELECT 'queue' AS kind, queue, NULL::text AS status, waiting::float8 AS waiting,
+       running::float8 AS running, extract(epoch FROM now() - oldest)::float8 AS oldest_age
+FROM top
 UNION ALL
-SELECT NULL, 'live_workers', count(*), NULL
+SELECT 'other', NULL, NULL, sum(waiting)::float8, sum(running)::float8,
+       extract(epoch FROM now() - min(oldest))::float8
+FROM per_queue
+WHERE queue NOT IN (SELECT queue FROM top)
+HAVING count(*) > 0
+UNION ALL
+SELECT 'estimate', NULL, s.status, round(c.reltuples * s.freq)::float8, NULL, NULL
+FROM pg_class AS c
+JOIN pg_namespace AS ns ON ns.oid = c.relnamespace
+CROSS JOIN LATERAL (
+    SELECT unnest(st.most_common_vals::text::text[]) AS status,
+           unnest(st.most_common_freqs) AS freq
+    FROM pg_stats AS st
+    WHERE st.schemaname = %(schema)s AND st.tablename = 'tasks' AND st.attname = 'status'
+) AS s
+WHERE ns.nspname = %(schema)s AND c.relname = 'tasks' AND c.reltuples >= 0
+UNION ALL
+SELECT 'workers', NULL, NULL, count(*)::float8, NULL, NULL
 FROM {workers}
 WHERE stopped_at IS NULL AND last_seen_at >= now() - make_interval(secs => %(stale)s);
 
