@@ -25,7 +25,8 @@ COMMAND_MODULES = (
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        die(f"{self.prog}: {message}", status=2)
+        where = self.prog.removeprefix("taskq").strip()
+        die(f"{where}: {message}" if where else message, status=2)
 
 
 def build_parser() -> argparse.ArgumentParser:
