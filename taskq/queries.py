@@ -252,7 +252,21 @@ class Queries:
             )
             self._enqueue_by_refs[ref_columns] = query
         with conn.cursor(row_factory=task_row_factory) as cur:
-            cur.execute(query, {"rows": rows_json, "channel": self.channel})
+            try:
+                cur.execute(query, {"rows": rows_json, "channel": self.channel})
+            except pgerr.UndefinedColumn as e:
+                if not ref_columns:
+                    raise
+                # A reference column was dropped after the cached check: forget the
+                # cache, so the next enqueue reads the table's columns again.
+                with self._lock:
+                    self._columns.pop("tasks", None)
+                m = re.search(r'column "(.*)" of relation', e.diag.message_primary or "")
+                raise InvalidReference(
+                    m.group(1) if m else ", ".join(ref_columns),
+                    f"{self.schema}.tasks",
+                    "no such column (it was dropped)",
+                ) from None
             return cur.fetchall()
 
     def dequeue(
