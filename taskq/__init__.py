@@ -25,9 +25,11 @@ from taskq.migrate import migrate
 from taskq.queuer import Chain, Group, Queuer
 from taskq.references import add_reference_column, drop_reference_column
 from taskq.registry import Registry, TaskContext, TaskOptions, current_task, current_task_id
+from taskq.scheduler import Scheduler
 from taskq.tasks import Tasks, Workflow
 from taskq.types import (
     Progress,
+    Schedule,
     Task,
     TaskEnqueueRequest,
     TaskScheduleRequest,
@@ -50,6 +52,8 @@ __all__ = [
     "QueueNotSpecified",
     "Queuer",
     "Registry",
+    "Schedule",
+    "Scheduler",
     "Task",
     "TaskAlreadyExists",
     "TaskCancelled",

@@ -125,6 +125,38 @@ def metadata(schema: str) -> sa.MetaData:
         },
     )  # fmt: skip
     sa.Table(
+        "schedules",
+        md,
+        sa.Column("id", pg.UUID(as_uuid=False), primary_key=True,
+                  server_default=sa.text("gen_random_uuid()")),
+        sa.Column("queue", sa.Text, nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("spec", pg.JSONB),
+        sa.Column("cron_schedule", sa.Text, nullable=False),
+        sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
+        sa.Column("reference_key", pg.JSONB, nullable=False, server_default=sa.text("'{}'")),
+        sa.Column("next_run_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_run_at", sa.DateTime(timezone=True)),
+        sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("skip_missed", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+        sa.UniqueConstraint("queue", "type", "reference_key", name="schedules_identity_key"),
+        sa.CheckConstraint(
+            f"length(queue) BETWEEN 1 AND {MAX_NAME_LENGTH}", name="schedules_queue_check"
+        ),
+        sa.CheckConstraint(
+            f"length(type) BETWEEN 1 AND {MAX_NAME_LENGTH}", name="schedules_type_check"
+        ),
+        sa.CheckConstraint(
+            "jsonb_typeof(reference_key) = 'object'", name="schedules_reference_key_check"
+        ),
+        sa.CheckConstraint(
+            "last_run_at IS NULL OR next_run_at > last_run_at", name="schedules_advance_check"
+        ),
+        sa.Index("schedules_due_idx", "next_run_at", postgresql_where=sa.text("enabled")),
+    )  # fmt: skip
+    sa.Table(
         "workers",
         md,
         sa.Column("id", pg.UUID(as_uuid=False), primary_key=True),

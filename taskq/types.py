@@ -106,20 +106,54 @@ class TaskEnqueueRequest:
 
 @dataclass(frozen=True, slots=True)
 class TaskScheduleRequest:
+    """A cron schedule to create or update; identified by (queue, type, references).
+
+    ``cron_schedule`` has 5 fields, or 6 whose last is seconds; ``timezone`` is an IANA
+    name. ``skip_missed``: after the scheduler was down, skip the missed ticks instead
+    of firing one catch-up run (see taskq/scheduler.py).
+    """
+
     queue: str
     type: str
     cron_schedule: str
     spec: JSON = None
     references: Mapping[str, Any] = field(default_factory=dict)
     timezone: str = "UTC"
+    skip_missed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One row of ``<schema>.schedules`` as it was when read.
+
+    ``next_run_at`` is the next tick the scheduler process will fire (the ``run_at`` of
+    the task it will enqueue); ``last_run_at`` the tick it fired last (None before the
+    first). ``references`` are the schedule's reference columns, copied to each task.
+    """
+
+    id: str
+    queue: str
+    type: str
+    spec: JSON
+    cron_schedule: str
+    timezone: str
+    references: Mapping[str, Any]
+    next_run_at: dt.datetime
+    last_run_at: dt.datetime | None
+    enabled: bool
+    skip_missed: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
     """A structured progress value that handlers may report and readers parse.
 
-    Any JSON stays allowed as progress; this is the shape taskq's own tools draw
-    as a progress bar.
+    The fields of seed 000's Progress: ``percent`` is the fraction done, from 0.0 to
+    1.0; ``step`` of ``steps``; ``status`` says what is happening; ``done``; ``dest``
+    where to send the user (a URL or path); ``error``. Any JSON stays allowed as
+    progress; this is the shape taskq's own tools draw as a progress bar.
     """
 
     percent: float | None = None
@@ -135,20 +169,33 @@ class Progress:
 
     @classmethod
     def from_json(cls, value: JSON) -> Progress | None:
-        """The Progress in ``value``, or None when it is not shaped like one."""
+        """The Progress in ``value``, or None when it is not shaped like one (not a
+        dict, none of the fields, or a field of the wrong type)."""
         if not isinstance(value, dict):
             return None
         known = {k: value[k] for k in cls.__slots__ if k in value}
-        if not known:
+        if not known or not all(_fits(k, v) for k, v in known.items()):
             return None
-        try:
-            return cls(**known)
-        except TypeError:
-            return None
+        return cls(**known)
 
     def fraction(self) -> float | None:
+        """How much is done, 0.0 to 1.0: ``percent``, else ``step / steps``, else 1.0
+        when ``done``; None when unknown."""
         if self.percent is not None:
-            return max(0.0, min(1.0, float(self.percent) / 100.0))
+            return max(0.0, min(1.0, float(self.percent)))
         if self.step is not None and self.steps:
             return max(0.0, min(1.0, self.step / self.steps))
         return 1.0 if self.done else None
+
+
+def _fits(field: str, value: object) -> bool:
+    """Whether ``value`` is of the type of Progress field ``field``."""
+    if field == "done":
+        return isinstance(value, bool)
+    if value is None:
+        return True
+    if field == "percent":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if field in ("step", "steps"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, str)
