@@ -26,12 +26,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 from threading import Lock
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from taskq.db import Database
+from taskq.db import Database, _tcp_kwargs
 from taskq.queries import Queries
 from taskq.worker.identity import WORKER_STALE
 
@@ -69,14 +70,51 @@ class DatabaseCollector(Collector):
         self.timeout = timeout
         self._known: OrderedDict[str, None] = OrderedDict()  # queues reported before
         self._lock = Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._conn_lock = Lock()
 
     def _query(self) -> list[dict[str, object]]:
-        with self.db.transaction() as conn:
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, true)",
-                (f"{int(self.timeout * 1000)}ms",),
-            )
-            return self.q.counts(conn, self.worker_stale, self.max_queues)
+        if self.db.url is None:  # a caller's pool or connection: use it
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    (f"{int(self.timeout * 1000)}ms",),
+                )
+                return self.q.counts(conn, self.worker_stale, self.max_queues)
+        # Its own connection, not one from the process's pool: a scrape never waits for
+        # the pool (or holds a connection the work needs), and when the database is
+        # unreachable it fails within the timeout instead of hanging the scrape.
+        if not self._conn_lock.acquire(timeout=self.timeout):
+            raise TimeoutError("another scrape holds the metrics connection")
+        try:
+            own = self._conn
+            if own is None or own.closed:
+                own = psycopg.connect(
+                    self.db.url,
+                    **(_tcp_kwargs(self.db.url) | {"connect_timeout": max(2, int(self.timeout))}),
+                    autocommit=True,
+                    application_name="taskq-metrics",
+                )
+                own.execute(
+                    "SELECT set_config('statement_timeout', %s, false)",
+                    (f"{int(self.timeout * 1000)}ms",),
+                )
+                self._conn = own
+            try:
+                return self.q.counts(own, self.worker_stale, self.max_queues)
+            except Exception:
+                own.close()
+                self._conn = None
+                raise
+        finally:
+            self._conn_lock.release()
+
+    def close(self) -> None:
+        """Close the collector's own connection (it reopens on the next scrape)."""
+        with self._conn_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(
