@@ -138,9 +138,12 @@ class Queuer:
         if on_complete is not None:
             self._row(on_complete)  # checked now, so a bad follow-up is refused up front
             follow = request_to_json(on_complete)
+        started = time.perf_counter()
         with self._db.transaction() as conn:
             self._q.group_create(conn, group_id, follow)
             tasks = self._insert_in(conn, rows)
+        if self.metrics is not None:
+            self.metrics.observe_enqueue(tasks, time.perf_counter() - started)
         return Group(group_id, tuple(t.id for t in tasks))
 
     # ---- internals -----------------------------------------------------------------

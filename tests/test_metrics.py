@@ -165,6 +165,7 @@ def test_producer_metrics_on_the_applications_own_registry(
         q.enqueue(queue=queue_name, type="a", spec={"n": 1})
         q.enqueue_many([TaskEnqueueRequest(queue_name, "a"), TaskEnqueueRequest(queue_name, "b")])
         q.enqueue_chain([TaskEnqueueRequest(queue_name, "c"), TaskEnqueueRequest(queue_name, "c")])
+        q.enqueue_group([TaskEnqueueRequest(queue_name, "d"), TaskEnqueueRequest(queue_name, "d")])
         with pytest.raises(taskq.QueueNotSpecified):
             q.enqueue(queue="", type="a")
     s = registry_samples(registry)
@@ -174,6 +175,8 @@ def test_producer_metrics_on_the_applications_own_registry(
     # One observation per call, labelled by the call's first task; refused calls none.
     assert s.get("taskq_enqueue_duration_seconds_count", queue=queue_name, type="a") == 2
     assert s.get("taskq_enqueue_duration_seconds_count", queue=queue_name, type="c") == 1
+    assert s.get("taskq_tasks_total", queue=queue_name, type="d", status="waiting") == 2
+    assert s.get("taskq_enqueue_duration_seconds_count", queue=queue_name, type="d") == 1
     assert (s.get("taskq_enqueue_duration_seconds_sum", queue=queue_name, type="a") or 0) > 0
     # Worker-side metrics are registered too, with no samples until something runs.
     assert "# TYPE taskq_task_run_duration_seconds histogram" in s.text
