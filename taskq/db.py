@@ -108,7 +108,6 @@ class Database:
                 reconnect_timeout=60.0,
                 timeout=timeout,
                 max_idle=60.0,
-                check=ConnectionPool.check_connection,
             )
             self._pool.open(wait=False)
             self.owns_pool = True

@@ -16,6 +16,8 @@ from taskq.types import JSON, Progress, Task
 Handler = Callable[["TaskContext"], Any]
 Validator = Callable[[JSON], None]
 
+_TASK_LOGGER = logging.getLogger("taskq.task")
+
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
     "taskq_current_task", default=None
 )
@@ -141,10 +143,18 @@ class TaskContext:
         self.task = task
         self._report = report
         self._cancelled = threading.Event()
-        self.logger = logging.LoggerAdapter(
-            logger or logging.getLogger("taskq.task"),
-            {"task_id": task.id, "task_type": task.type, "queue": task.queue},
-        )
+        self._base_logger = logger
+        self._logger: logging.LoggerAdapter[Any] | None = None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[Any]:
+        """A logger whose records carry the task's id, type and queue."""
+        if self._logger is None:
+            self._logger = logging.LoggerAdapter(
+                self._base_logger or _TASK_LOGGER,
+                {"task_id": self.task.id, "task_type": self.task.type, "queue": self.task.queue},
+            )
+        return self._logger
 
     @property
     def spec(self) -> JSON:
@@ -152,8 +162,10 @@ class TaskContext:
 
     @property
     def previous_result(self) -> JSON:
-        """The result of the previous link of this task's chain (None for the first);
-        for a group's follow-up, the members' outcomes in request order."""
+        """The result of the previous link of this task's chain (None for the first),
+        or of the task this one follows as its ``on_success``; for a group's
+        follow-up, the members' outcomes ``{"id", "status", "result", "error"}`` in
+        request order."""
         return self.task.previous_result
 
     @property

@@ -33,8 +33,9 @@ def register(sub: Any) -> None:
                    help="seconds between stale-task rescues (default 2)")  # fmt: skip
     p.add_argument("--poll-interval", type=positive_float, default=2.0,
                    help="seconds between claim attempts with no NOTIFY (default 2)")  # fmt: skip
-    p.add_argument("--prefetch", type=int, default=0,
-                   help="extra tasks to claim beyond free slots (default 0)")  # fmt: skip
+    p.add_argument("--prefetch", type=int, default=None,
+                   help="extra tasks to claim beyond free slots (default: automatic, "
+                   "only for short tasks)")  # fmt: skip
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="INFO",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"))  # fmt: skip
@@ -93,7 +94,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = WorkerConfig(
         queues=tuple(args.queues), concurrency=high, min_concurrency=low, grace=args.grace,
         rescue_interval=args.rescue_interval, poll_interval=args.poll_interval,
-        prefetch=max(0, args.prefetch),
+        prefetch=None if args.prefetch is None else max(0, args.prefetch),
     )  # fmt: skip
     db = open_db(args, pool_size=4, timeout=30.0)
     metrics = Metrics() if args.metrics_port else None

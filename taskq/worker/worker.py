@@ -50,6 +50,12 @@ events = logging.getLogger("taskq.events")
 COMPLETE_BATCH = 100
 """Most outcomes written by one statement."""
 
+MAX_CLAIM = 100
+"""Most tasks claimed (running plus prefetched) by one statement."""
+
+PREFETCH_HORIZON = 0.05
+"""Seconds within which prefetched tasks are expected to start."""
+
 
 @dataclass
 class Held:
@@ -71,7 +77,7 @@ class WorkerConfig:
     rescue_interval: float = DEFAULT_RESCUE_INTERVAL
     worker_stale: float = WORKER_STALE
     poll_interval: float = 2.0
-    prefetch: int = 0
+    prefetch: int | None = None  # None: automatic (see Worker._prefetch)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -120,6 +126,7 @@ class Worker:
                      worker_stale=self.config.worker_stale, metrics=metrics)]
         )  # fmt: skip
         self._limit = self.config.min_concurrency or self.config.concurrency
+        self._avg_duration = 0.1  # seconds, moving average of handler run time
         self._idle_since = time.monotonic()
         self._outage = False
 
@@ -233,7 +240,18 @@ class Worker:
         to start). Decided outcomes waiting to be written do not hold a slot."""
         with self._lock:
             busy = sum(1 for h in self._held.values() if not h.done)
-            return self._limit + self.config.prefetch - busy
+            return self._limit + self._prefetch() - busy
+
+    def _prefetch(self) -> int:
+        """Tasks to claim beyond free slots: ``--prefetch`` when set, else only as many
+        as the slots will start within about PREFETCH_HORIZON seconds at the recent
+        handler duration (so short tasks are claimed in big batches, long ones never
+        wait claimed behind others)."""
+        if self.config.prefetch is not None:
+            return self.config.prefetch
+        per_task = max(self._avg_duration, 1e-4)
+        fits = int(self._limit * PREFETCH_HORIZON / per_task)
+        return max(0, min(fits, MAX_CLAIM - self._limit))
 
     def _fetch_loop(self) -> None:
         backoff = 0.2
@@ -294,7 +312,8 @@ class Worker:
             return
         with self._lock:
             self._running += 1
-        events.info("task started", extra=_fields(h.task) | {"status": "running"})
+        if events.isEnabledFor(logging.INFO):
+            events.info("task started", extra=_fields(h.task) | {"status": "running"})
         if ttype.is_async and self._loop is not None:
             h.future = asyncio.run_coroutine_threadsafe(self._run_async(ttype, h), self._loop)
         else:
@@ -336,6 +355,8 @@ class Worker:
         """A handler returned or raised: decide the outcome (unless already decided)."""
         with self._lock:
             self._running -= 1
+            took = time.monotonic() - h.started
+            self._avg_duration += (took - self._avg_duration) * 0.05
         self._slot_freed.set()
         if exc is None:
             try:
@@ -365,8 +386,11 @@ class Worker:
         self._outcomes.put((h, outcome, ok))
 
     def _drop(self, h: Held, why: str) -> None:
-        """Forget a task whose outcome this worker must not write (cancelled, lost)."""
+        """Forget a task whose outcome this worker must not write (cancelled, lost).
+        An outcome already decided (a timeout, shutdown) stays held until written."""
         with self._lock:
+            if h.done:
+                return
             h.done = True
             self._held.pop(h.task.id, None)
         events.info("task dropped: %s", why, extra=_fields(h.task))
@@ -417,6 +441,9 @@ class Worker:
         with self._lock:
             for h, _, _ in batch:
                 self._held.pop(h.task.id, None)
+        self._slot_freed.set()
+        if not events.isEnabledFor(logging.INFO) and not errors:
+            return
         for h, o, ok in batch:
             err = errors.get(h.task.id)
             f = _fields(h.task)
@@ -501,10 +528,11 @@ class Worker:
                 and now - h.started > limit
             ]  # fmt: skip
         for h, limit in late:
+            # Decide first: the cancelled handler must find its outcome already taken.
+            self._decide(h, Outcome(h.task, error=f"timed out after {limit:g} s"), False)
             h.ctx.mark_cancelled()
             if h.future is not None and self._loop is not None:
                 self._loop.call_soon_threadsafe(h.future.cancel)
-            self._decide(h, Outcome(h.task, error=f"timed out after {limit:g} s"), False)
 
     def _timeout(self, task: Task) -> float | None:
         """The task's own timeout, else its registered type's."""
