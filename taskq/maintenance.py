@@ -106,15 +106,43 @@ class Pruner:
         return self.interval
 
 
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached (rather than a bad query)."""
+    import psycopg
+    import psycopg_pool
+
+    return isinstance(
+        error, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout
+    )
+
+
 class Maintenance:
     """Runs services on one thread each until ``stop()``; a failing round is logged once
-    per outage and retried after the service's delay (capped backoff on errors)."""
+    per outage and retried after the service's delay (capped backoff on errors).
 
-    def __init__(self, services: Sequence[Service], stop: threading.Event | None = None) -> None:
+    A service may have ``wait(delay, stop_event)``: it is called instead of sleeping
+    ``delay`` seconds, so the service can wake early (the cron tick wakes on NOTIFY); it
+    must return soon after ``stop_event`` is set.
+
+    With ``one_outage_line``, losing the database is logged once for all services
+    together ("database unreachable ..."), and its return once at INFO, however many
+    services notice; other errors are still logged once per service.
+    """
+
+    def __init__(
+        self,
+        services: Sequence[Service],
+        stop: threading.Event | None = None,
+        *,
+        one_outage_line: bool = False,
+    ) -> None:
         self.services = list(services)
         self.stop_event = stop or threading.Event()
         self._threads: list[threading.Thread] = []
         self.healthy = True
+        self.one_outage_line = one_outage_line
+        self._outage = False
+        self._outage_lock = threading.Lock()
 
     def start(self) -> None:
         for s in self.services:
@@ -127,22 +155,43 @@ class Maintenance:
         for t in self._threads:
             t.join(timeout)
 
+    def _outage_began(self, first: str) -> None:
+        with self._outage_lock:
+            if not self._outage:
+                self._outage = True
+                log.warning("database unreachable (%s); retrying", first)
+
+    def _outage_ended(self) -> None:
+        with self._outage_lock:
+            if self._outage:
+                self._outage = False
+                log.info("database reachable again")
+
     def _loop(self, service: Service) -> None:
-        failing = False
+        failing: str | None = None  # None, "outage" or "error"
         backoff = 1.0
+        waiter = getattr(service, "wait", None)
         while not self.stop_event.is_set():
             try:
                 service.run_once()
-                if failing:
+                if failing == "outage":
+                    self._outage_ended()
+                elif failing:
                     log.warning("%s: working again", service.name)
-                failing = False
+                failing = None
                 backoff = 1.0
                 delay = service.next_delay()
             except Exception as e:
-                if not failing:
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                if self.one_outage_line and is_outage(e):
+                    self._outage_began(first)
+                    failing = "outage"
+                elif not failing:
                     log.warning("%s: %s (retrying)", service.name, first)
-                failing = True
+                    failing = "error"
                 delay = min(backoff, service.next_delay() if service.next_delay() > 0 else 5.0)
                 backoff = min(backoff * 2, 30.0)
-            self.stop_event.wait(delay)
+            if waiter is not None and failing is None:
+                waiter(delay, self.stop_event)
+            else:
+                self.stop_event.wait(delay)
