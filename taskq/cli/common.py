@@ -47,8 +47,22 @@ def handle_errors() -> Iterator[None]:
         raise CliError(str(e) or type(e).__name__) from None
 
 
-def open_db(args: argparse.Namespace, *, pool_size: int = 4, timeout: float = 10.0) -> Database:
-    return Database(None, getattr(args, "schema", None), max_size=pool_size, timeout=timeout)
+def open_db(
+    args: argparse.Namespace, *, pool_size: int = 4, timeout: float = 10.0, check: bool = True
+) -> Database:
+    """A pool on the configured database, after one direct connection attempt so an
+    unreachable server is reported at once with its reason (raises OperationalError)."""
+    import logging
+
+    from taskq.embedded import embedded_url
+
+    # The pool retries in the background and would log every attempt: commands report
+    # an outage themselves, once.
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+    url = database_url() or embedded_url()
+    if check:
+        psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True).close()
+    return Database(url, getattr(args, "schema", None), max_size=pool_size, timeout=timeout)
 
 
 def positive_int(text: str) -> int:

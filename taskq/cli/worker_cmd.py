@@ -96,7 +96,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         rescue_interval=args.rescue_interval, poll_interval=args.poll_interval,
         prefetch=None if args.prefetch is None else max(0, args.prefetch),
     )  # fmt: skip
-    db = open_db(args, pool_size=4, timeout=30.0)
+    db = open_db(args, pool_size=4, timeout=30.0, check=False)  # rides out a late database
     metrics = Metrics() if args.metrics_port else None
     worker = Worker(registry, db, config, metrics=metrics)
 
