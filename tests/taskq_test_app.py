@@ -165,3 +165,20 @@ def gated(ctx: taskq.TaskContext) -> Any:
         if ctx.wait_cancelled(0.01):
             raise taskq.TaskCancelled(ctx.task.id)
     return {"previous": ctx.previous_result, "value": spec.get("value")}
+
+
+@registry.task("cpu_burn", heartbeat_timeout=1, max_attempts=1)
+def cpu_burn(ctx: taskq.TaskContext) -> Any:
+    """Pure-Python CPU work for `spec` seconds, never reporting progress."""
+    end = time.monotonic() + float(ctx.spec)
+    n = 0
+    while time.monotonic() < end:
+        n += sum(i * i for i in range(1000))
+    return "burnt"
+
+
+@registry.task("loop_blocker", heartbeat_timeout=1, max_attempts=1)
+async def loop_blocker(ctx: taskq.TaskContext) -> Any:
+    """An async handler that blocks its event loop for `spec` seconds."""
+    time.sleep(float(ctx.spec))
+    return "unblocked"

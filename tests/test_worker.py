@@ -361,3 +361,34 @@ def _later() -> Any:
     import datetime as dt
 
     return dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+
+
+@pytest.mark.parametrize("kind", ["cpu_burn", "loop_blocker"])
+def test_busy_handlers_do_not_starve_heartbeats(
+    kind: str, workers: Workers, queuer: taskq.Queuer, tasks: taskq.Tasks, queue_name: str
+) -> None:
+    """Registered with heartbeat_timeout=1 and max_attempts=1: a missed heartbeat would
+    fail the task through the rescue (which runs every 0.5 s here) well before 4 s."""
+    workers.start(queue=queue_name)
+    t = queuer.enqueue(queue=queue_name, type=kind, spec=4, heartbeat_timeout=1)
+    done = ended(tasks, t.id, timeout=60)
+    assert done.status is TaskStatus.FINISHED, done.error
+    assert done.attempts == 1
+
+
+def test_each_start_gets_a_fresh_identity(
+    workers: Workers, database_url: str, schema: str, queue_name: str
+) -> None:
+    first = workers.start(queue=queue_name)
+    second = workers.start(queue=queue_name)
+
+    def ids() -> list[str]:
+        with psycopg.connect(database_url) as c:
+            rows = c.execute(
+                f'SELECT id FROM "{schema}".workers WHERE pid = ANY(%s)',  # noqa: S608
+                ([first.pid, second.pid],),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    found = wait_for(lambda: len(x := ids()) == 2 and x, what="two worker rows")
+    assert len(set(found)) == 2
