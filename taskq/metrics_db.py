@@ -144,24 +144,24 @@ class DatabaseCollector(Collector):
             labels=["status"],
         )
         live = GaugeMetricFamily(f"{self.ns}_workers_live", "Live worker processes.")
+        per_queue: dict[str, tuple[float, float, float]] = {}  # waiting, running, age
         reported: list[str] = []
         overflow = False
-
-        def add(queue: str, waiting: float, running: float, age: float) -> None:
-            tasks.add_metric([queue, "waiting"], waiting)
-            tasks.add_metric([queue, "running"], running)
-            oldest.add_metric([queue], age)
-
         for r in rows:
             kind = r["kind"]
             if kind == "queue" or kind == "other":
                 queue = str(r["queue"]) if kind == "queue" else OTHER
-                add(queue, _f(r["waiting"]), _f(r["running"]), _f(r["oldest_age"]))
+                w, n, a = per_queue.get(queue, (0.0, 0.0, 0.0))  # a queue named "other"
+                per_queue[queue] = (
+                    w + _f(r["waiting"]),
+                    n + _f(r["running"]),
+                    max(a, _f(r["oldest_age"])),
+                )
                 if kind == "queue":
                     reported.append(queue)
                 else:
                     overflow = True
-            elif kind == "estimate":
+            elif kind == "estimate":  # the count is in the first number column
                 stored.add_metric([str(r["status"])], _f(r["waiting"]))
             elif kind == "workers":
                 live.add_metric([], _f(r["waiting"]))
@@ -176,8 +176,12 @@ class DatabaseCollector(Collector):
             # Every non-empty queue is listed, so any other queue we know of is empty.
             extra = set(known) | (self.metrics.queues() if self.metrics else set())
             room = self.max_queues - len(reported)
-            for queue in sorted(extra - set(reported) - {OTHER})[: max(room, 0)]:
-                add(queue, 0.0, 0.0, 0.0)
+            for queue in sorted(extra - set(per_queue) - {OTHER})[: max(room, 0)]:
+                per_queue[queue] = (0.0, 0.0, 0.0)
+        for queue, (waiting, running, age) in per_queue.items():
+            tasks.add_metric([queue, "waiting"], waiting)
+            tasks.add_metric([queue, "running"], running)
+            oldest.add_metric([queue], age)
         yield tasks
         yield oldest
         yield stored

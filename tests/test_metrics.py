@@ -290,10 +290,12 @@ def test_gauge_query_does_not_read_finished_history(database_url: str, fresh_sch
     # ANALYZE's statistics) is in the right range.
     registry = CollectorRegistry()
     db = Database(database_url, schema, max_size=1)
+    collector = DatabaseCollector(db)
     try:
-        registry.register(DatabaseCollector(db))
+        registry.register(collector)
         s = registry_samples(registry)
     finally:
+        collector.close()
         db.close()
     exact = db_queue_counts(database_url, schema)
     for (queue, status), count in exact.items():
@@ -326,19 +328,35 @@ def test_gauges_stay_bounded_with_100000_queues(database_url: str, fresh_schema:
         )
     registry = CollectorRegistry()
     db = Database(database_url, schema, max_size=1)
+    collector = DatabaseCollector(db)
     try:
-        registry.register(DatabaseCollector(db))
+        registry.register(collector)
         s = registry_samples(registry)
+        queues = s.label_values("taskq_queue_tasks", "queue")
+        assert len(queues) == DEFAULT_MAX_QUEUES + 1 and OTHER in queues
+        assert s.label_values("taskq_queue_oldest_waiting_seconds", "queue") == queues
+        # The busiest queue keeps its own series; nothing is lost in the sum.
+        assert s.get("taskq_queue_tasks", queue="big", status="waiting") == 5
+        total = sum(s.get("taskq_queue_tasks", queue=q, status="waiting") or 0 for q in queues)
+        assert total == n + 5
+        rest = n - (DEFAULT_MAX_QUEUES - 1)
+        assert s.get("taskq_queue_tasks", queue=OTHER, status="waiting") == rest
+
+        # A real queue named "other" among the top ones shares the series with the
+        # rest (one series, never a duplicate).
+        with psycopg.connect(database_url, autocommit=True) as c:
+            c.execute(
+                f'INSERT INTO "{schema}".tasks (queue, type) '
+                "SELECT 'other', 't' FROM generate_series(1, 3)"
+            )
+        s = registry_samples(registry)
+        assert s.text.count('taskq_queue_tasks{queue="other",status="waiting"}') == 1
+        assert len(s.label_values("taskq_queue_tasks", "queue")) == DEFAULT_MAX_QUEUES
+        rest = n - (DEFAULT_MAX_QUEUES - 2)
+        assert s.get("taskq_queue_tasks", queue=OTHER, status="waiting") == 3 + rest
     finally:
+        collector.close()
         db.close()
-    queues = s.label_values("taskq_queue_tasks", "queue")
-    assert len(queues) == DEFAULT_MAX_QUEUES + 1 and OTHER in queues
-    assert s.label_values("taskq_queue_oldest_waiting_seconds", "queue") == queues
-    # The busiest queue keeps its own series; nothing is lost in the sum.
-    assert s.get("taskq_queue_tasks", queue="big", status="waiting") == 5
-    total = sum(s.get("taskq_queue_tasks", queue=q, status="waiting") or 0 for q in queues)
-    assert total == n + 5
-    assert s.get("taskq_queue_tasks", queue=OTHER, status="waiting") == n - DEFAULT_MAX_QUEUES + 1
 
 
 PARTIAL_INDEXES = {"tasks_dequeue_idx", "tasks_dequeue_any_idx", "tasks_running_idx"}
@@ -490,10 +508,12 @@ def exported_metric_names(database_url: str, schema: str) -> set[str]:
     with psycopg.connect(database_url, autocommit=True) as c:
         c.execute(f'ANALYZE "{schema}".tasks')  # so the stored-rows estimate has samples
     db = Database(database_url, schema, max_size=1)
+    collector = DatabaseCollector(db, metrics=m)
     try:
-        m.registry.register(DatabaseCollector(db, metrics=m))
+        m.registry.register(collector)
         names = registry_samples(m.registry).names()
     finally:
+        collector.close()
         db.close()
     return names
 
