@@ -68,6 +68,13 @@ def schema(database_url: str) -> Iterator[str]:
     taskq.migrate(database_url, name)
     yield name
     with psycopg.connect(database_url, autocommit=True) as conn:
+        # Whatever a failed test left connected (its processes are dead by now) must
+        # not hold the drop up: the cluster is ours alone.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND datname = current_database()"
+        )
+        conn.execute("SET lock_timeout = '20s'")
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
