@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from taskq.metrics import Metrics
     from taskq.registry import Registry
 
-INFINITY = "infinity"
+BLOCKED = "9999-12-31T00:00:00+00:00"
+"""The run_at of a chain link until the previous one finishes: no claim reaches it, and,
+unlike 'infinity', psycopg (and every other driver) reads it back as a datetime."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +115,7 @@ class Queuer:
                 chain_id=chain_id,
                 chain_index=i,
                 depends_on=ids[i - 1] if i else None,
-                run_at=INFINITY if i else None,
+                run_at=BLOCKED if i else None,
             )
             for i, r in enumerate(requests)
         ]
