@@ -5,12 +5,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from taskq.db import Database, Db
 from taskq.queries import Conn, Queries, translate_errors
-from taskq.requests import MAX_SPEC_BYTES, Row, request_to_json, rows_json, to_row
+from taskq.requests import (
+    MAX_SPEC_BYTES,
+    Row,
+    check_request,
+    request_to_json,
+    rows_json,
+    to_row,
+)
 from taskq.types import Task, TaskEnqueueRequest
 
 if TYPE_CHECKING:
@@ -139,7 +146,7 @@ class Queuer:
         follow = None
         if on_complete is not None:
             self._row(on_complete)  # checked now, so a bad follow-up is refused up front
-            follow = request_to_json(on_complete)
+            follow = request_to_json(self._settled(on_complete))
         started = time.perf_counter()
         with self._db.transaction() as conn:
             self._q.group_create(conn, group_id, follow)
@@ -152,7 +159,19 @@ class Queuer:
 
     def _row(self, request: TaskEnqueueRequest, **extra: Any) -> Row:
         extra = {k: v for k, v in extra.items() if v is not None}
+        follow = getattr(request, "on_success", None)  # not a request: to_row says so
+        if follow is not None:
+            request = replace(request, on_success=self._settled(follow))
         return to_row(request, self.registry, max_spec_bytes=self.max_spec_bytes, extra=extra)
+
+    def _settled(self, request: TaskEnqueueRequest) -> TaskEnqueueRequest:
+        """A follow-up request with its type's registered defaults filled in (and its
+        own follow-up's): it is enqueued later by whoever ends the task, with no
+        registry at hand."""
+        if self.registry is None:
+            return request
+        r = check_request(request, self.registry, max_spec_bytes=self.max_spec_bytes)
+        return r if r.on_success is None else replace(r, on_success=self._settled(r.on_success))
 
     def _insert(self, rows: list[Row]) -> list[Task]:
         started = time.perf_counter()
