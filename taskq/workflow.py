@@ -4,7 +4,8 @@
 - A chain link that ends without finishing (failed for good, cancelled, rescued into
   failure) cancels the links that have not started.
 - ``on_success`` requests are enqueued in the transaction that finishes the task, so
-  they are neither lost nor doubled.
+  they are neither lost nor doubled; the follow-up reads the task's result as
+  ``ctx.previous_result``.
 - A group's follow-up is enqueued exactly once, by whichever transaction ends its
   last member: each such transaction locks the group row, and only then (in a new
   statement, so with a fresh snapshot that sees the other finishers' commits) checks
@@ -50,7 +51,9 @@ def after_final(conn: Conn, q: Queries, rows: Iterable[Mapping[str, Any]]) -> No
                     if needs_followup(r)
                 )  # fmt: skip
         if status == "finished" and row.get("on_success"):
-            follow.append((request_from_json(row["on_success"]), {}))
+            # handed this task's result, as a chain's next link is
+            extra = {"previous_result": row.get("result")}
+            follow.append((request_from_json(row["on_success"]), extra))
         if row.get("group_id"):
             groups.add(str(row["group_id"]))
     if groups:
