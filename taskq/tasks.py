@@ -229,7 +229,9 @@ class Tasks:
             while True:
                 mark = listener.mark(keys) if listener is not None else None
                 task = self.get(task_id)
-                seen = (task.status, task.updated_at, task.attempts)
+                # A heartbeat or a chain release touches updated_at without changing
+                # anything a watcher sees: only status, attempt and progress count.
+                seen = (task.status, task.attempts, task.progress)
                 if seen != last:
                     last = seen
                     yield task
