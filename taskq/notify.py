@@ -30,6 +30,7 @@ class Listener:
 
     def __init__(self, url: str, channels: Iterable[str], *, name: str = "taskq-listen") -> None:
         self._url = url
+        self._name = name  # also the connection's application_name, for operators
         self._channels = list(channels)
         self._cond = threading.Condition()
         self._counts: Counter[tuple[str, str]] = Counter()
@@ -121,7 +122,7 @@ class Listener:
             try:
                 with psycopg.connect(
                     self._url, autocommit=True, connect_timeout=5,
-                    application_name="taskq-listen",
+                    application_name=self._name,
                 ) as conn:  # fmt: skip
                     self._conn = conn
                     for ch in self._channels:
