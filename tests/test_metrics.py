@@ -632,3 +632,67 @@ def test_mini_yaml_loader_reads_the_alert_file_like_pyyaml() -> None:
     except ImportError:
         pytest.skip("PyYAML is not installed; the mini loader is all there is")
     assert mini == yaml.safe_load(text)
+
+
+# ---- a real scheduler process -------------------------------------------------------
+
+
+def test_scheduler_metrics_after_a_schedule_fires(database_url: str, schema: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    q_ok, q_bad = f"cron-{tag}", f"cron-bad-{tag}"
+    every_second = taskq.TaskScheduleRequest(q_ok, "noop", "* * * * * *")
+    broken = taskq.TaskScheduleRequest(q_bad, "noop", "0 3 * * *")
+    with taskq.Scheduler(database_url, schema=schema) as scheduler:
+        scheduler.schedule(every_second)
+        bad = scheduler.schedule(broken)
+    with psycopg.connect(database_url, autocommit=True) as c:  # broken by hand, and due
+        c.execute(
+            f'UPDATE "{schema}".schedules SET cron_schedule = %s, next_run_at = now() '
+            "WHERE id = %s",
+            ("not a cron expression", bad.id),
+        )
+    port = free_port()
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(
+        taskq_cmd("scheduler", "--metrics-port", str(port)),
+        env=taskq_env(database_url, schema), stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: proc.poll() is not None or reachable(port), timeout=60,
+                 what="the scheduler's metrics server")  # fmt: skip
+        assert proc.poll() is None
+        assert http_get(port, "/healthz")[0] == 200
+
+        def fired(n: int) -> Samples | None:
+            s = scrape(port)
+            got = s.get("taskq_scheduler_schedules_total", queue=q_ok, type="noop") or 0
+            errors = s.get("taskq_scheduler_errors_total", queue=q_bad, type="noop") or 0
+            return s if got >= n and errors >= 1 else None
+
+        wait_for(lambda: fired(2), timeout=60, what="two fires and one error")
+        with taskq.Scheduler(database_url, schema=schema) as scheduler:
+            scheduler.unschedule(every_second)
+
+        def in_db(queue: str) -> int:
+            return db_queue_counts(database_url, schema).get((queue, "waiting"), 0)
+
+        # Each fire is one task in the database, and one waiting transition.
+        s = wait_for(
+            lambda: (s := scrape(port)).get(
+                "taskq_scheduler_schedules_total", queue=q_ok, type="noop"
+            ) == in_db(q_ok) and s,
+            timeout=60, what="the counter to match the tasks enqueued",
+        )  # fmt: skip
+        fires = s.get("taskq_scheduler_schedules_total", queue=q_ok, type="noop")
+        assert fires is not None and fires >= 2
+        assert s.get("taskq_tasks_total", queue=q_ok, type="noop", status="waiting") == fires
+        assert s.get("taskq_scheduler_schedules_total", queue=q_bad, type="noop") is None
+        assert in_db(q_bad) == 0
+        # The scheduler exports the database gauges too.
+        assert s.get("taskq_queue_tasks", queue=q_ok, status="waiting") == fires
+        assert s.get("taskq_database_up") == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
