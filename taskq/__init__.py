@@ -21,6 +21,7 @@ from taskq.errors import (
     TaskqError,
     TypeNotSpecified,
 )
+from taskq.metrics import Metrics
 from taskq.migrate import migrate
 from taskq.queuer import Chain, Group, Queuer
 from taskq.references import add_reference_column, drop_reference_column
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidSchedule",
     "InvalidTask",
     "LeaseLost",
+    "Metrics",
     "NotScheduled",
     "Outcome",
     "Progress",
