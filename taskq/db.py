@@ -9,12 +9,14 @@ is inside a transaction, so a taskq error leaves the caller's transaction usable
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
+from psycopg.abc import PQGen
 from psycopg_pool import ConnectionPool
 
 from taskq.config import database_url, resolve_schema
@@ -32,6 +34,60 @@ CONNECT_KWARGS: dict[str, Any] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 30000,
 }
+
+
+DEFAULT_ANSWER_TIMEOUT = CONNECT_KWARGS["tcp_user_timeout"] / 1000
+"""Seconds taskq waits for any answer on its own connections (the URL's
+``tcp_user_timeout``, in ms, overrides it), after which the connection is closed."""
+
+RV = TypeVar("RV")
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """A connection that waits at most ``answer_timeout`` seconds for the server in any
+    operation without a timeout of its own, then closes itself and raises
+    ``OperationalError``, so the pool replaces it.
+
+    Keepalives and ``tcp_user_timeout`` notice a peer that stops acknowledging; they
+    cannot notice one that acknowledges but never answers: a hung server, or a proxy or
+    load balancer that stopped forwarding an established flow. Without this, a thread
+    waiting on such a connection waits forever. Every statement taskq runs on its own
+    connections is short, so a longer silence means the connection is dead.
+    """
+
+    answer_timeout: float = DEFAULT_ANSWER_TIMEOUT
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        if timeout is not None:  # the caller's own limit (notifies(timeout=...))
+            return super().wait(gen, interval, timeout)
+        try:
+            return super().wait(gen, interval, self.answer_timeout)
+        except psycopg.errors._WaitTimeout:
+            self.pgconn.finish()  # mid-protocol: the connection cannot be reused
+            raise psycopg.OperationalError(
+                f"no answer from the server for {self.answer_timeout:g} s; connection closed"
+            ) from None
+
+
+@functools.cache
+def _bounded(seconds: float) -> type[BoundedConnection]:
+    return type("BoundedConnection", (BoundedConnection,), {"answer_timeout": seconds})
+
+
+def connection_class(url: str) -> type[BoundedConnection]:
+    """The connection class for ``url``: its ``tcp_user_timeout`` bounds every wait."""
+    given = psycopg.conninfo.conninfo_to_dict(url).get("tcp_user_timeout")
+    try:
+        ms = float(given) if given is not None else None
+    except ValueError:
+        ms = None
+    return _bounded(ms / 1000 if ms else DEFAULT_ANSWER_TIMEOUT)
+
+
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A connection of taskq's own to ``url``: keepalives on TCP, bounded waits."""
+    params = {**_tcp_kwargs(url), **kwargs}
+    return connection_class(url).connect(url, **params)
 
 
 def _is_sqlalchemy(db: object) -> bool:
@@ -100,6 +156,7 @@ class Database:
             kwargs.update(_tcp_kwargs(url))
             self._pool = ConnectionPool(
                 url,
+                connection_class=connection_class(url),
                 min_size=min_size,
                 max_size=max_size,
                 kwargs=kwargs,

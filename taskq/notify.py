@@ -20,6 +20,8 @@ from collections.abc import Iterable
 import psycopg
 from psycopg import sql
 
+from taskq.db import connect
+
 log = logging.getLogger("taskq.notify")
 
 ANY = "*"
@@ -120,7 +122,7 @@ class Listener:
         outage_logged = False
         while not self._stop.is_set():
             try:
-                with psycopg.connect(
+                with connect(  # keepalives, and no wait without an end
                     self._url, autocommit=True, connect_timeout=5,
                     application_name=self._name,
                 ) as conn:  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -136,3 +137,93 @@ def status_counts(cluster: Cluster, schema: str) -> dict[str, int]:
         )
     )
     return {str(s): int(n) for s, n in rows}
+
+
+class StallingProxy:
+    """A loopback TCP proxy, 127.0.0.1:<port> to the cluster's Unix socket.
+
+    ``stall()`` stops forwarding on every connection open at that moment without
+    closing anything: the client's kernel still gets ACKs, so to the client the
+    connection looks alive but no answer ever comes (a hung peer, a half-open flow).
+    Connections made later are forwarded normally, as when a NAT or load balancer
+    loses its state for old flows only. ``close()`` ends everything.
+    """
+
+    def __init__(self, target: Path) -> None:
+        import socket
+
+        self.target = str(target)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._pairs: list[tuple[Any, Any, threading.Event]] = []
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, **params: str) -> str:
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres" + (
+            f"?{query}" if query else ""
+        )
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self._closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                server.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            stalled = threading.Event()
+            with self._lock:
+                self._pairs.append((client, server, stalled))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b, stalled), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, stalled: threading.Event) -> None:
+        import select
+
+        while not self._closed.is_set():
+            if stalled.is_set():
+                time.sleep(0.1)  # hold the sockets open, read nothing, send nothing
+                continue
+            ready, _, _ = select.select([src], [], [], 0.1)
+            if not ready or stalled.is_set():
+                continue
+            try:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+            except OSError:
+                break
+        if not stalled.is_set():
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def stall(self) -> int:
+        """Stop forwarding on every open connection; returns how many."""
+        with self._lock:
+            for _, _, stalled in self._pairs:
+                stalled.set()
+            return len(self._pairs)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.listener.close()
+        with self._lock:
+            for a, b, _ in self._pairs:
+                for s in (a, b):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
