@@ -169,9 +169,9 @@ class Queries:
             "groups": self.groups_table,
         }
         self._tasks = {
-            name: render(text, queue_filter=sql.SQL(""), ref_columns=sql.SQL(""),
-                         ref_select=sql.SQL(""), member_column=sql.Identifier("chain_id"),
-                         **parts)
+            name: render(text, queue_filter=sql.SQL(""), queue_order=sql.SQL(""),
+                         ref_columns=sql.SQL(""), ref_select=sql.SQL(""),
+                         member_column=sql.Identifier("chain_id"), **parts)
             for name, text in t.items()
         }  # fmt: skip
         self._members = {
@@ -181,9 +181,19 @@ class Queries:
         self._workers = {name: render(text, **parts) for name, text in w.items()}
         self._dequeue = {
             "any": self._tasks["dequeue"],
-            "one": render(t["dequeue"], queue_filter=sql.SQL("AND queue = %(queue)s"), **parts),
+            # one queue: a range, not "=", so only tasks_dequeue_idx serves the order
+            # (see the dequeue query in tasks.sql)
+            "one": render(
+                t["dequeue"],
+                queue_filter=sql.SQL("AND queue >= %(queue)s AND queue <= %(queue)s"),
+                queue_order=sql.SQL("queue, "),
+                **parts,
+            ),
             "many": render(
-                t["dequeue"], queue_filter=sql.SQL("AND queue = ANY(%(queues)s)"), **parts
+                t["dequeue"],
+                queue_filter=sql.SQL("AND queue = ANY(%(queues)s)"),
+                queue_order=sql.SQL(""),
+                **parts,
             ),
         }
         self._purge_queue = render(

@@ -32,14 +32,19 @@ SELECT ins.*, (SELECT count(*) FROM woken) AS _woken FROM ins ORDER BY ins.seq;
 -- Claim up to `limit` runnable tasks: highest priority, then earliest run_at, then
 -- enqueue order. SKIP LOCKED lets concurrent claimers pass each other instead of
 -- queueing on the same rows; each claim gets a fresh lease that fences later writes.
--- {queue_filter} is empty (any queue), "AND queue = %(queue)s" (served by
--- tasks_dequeue_idx) or "AND queue = ANY(%(queues)s)" (served by tasks_dequeue_any_idx).
+-- {queue_filter} is empty (any queue: tasks_dequeue_any_idx), "AND queue = ANY(...)"
+-- (several queues), or, for one queue, the equality written as the range
+-- "queue >= q AND queue <= q" with {queue_order} "queue, " so that only
+-- tasks_dequeue_idx yields rows in the ORDER BY. With "queue = q" the planner treats
+-- ORDER BY queue as redundant, judges queue selectivity from the whole table's
+-- statistics, and may walk tasks_dequeue_any_idx through every other queue's backlog
+-- to find a quiet queue's first task (a test checks the plan).
 -- UPDATE ... RETURNING has no order of its own, so the claimed rows are sorted again.
 WITH next AS (
     SELECT id
     FROM {tasks}
     WHERE status = 'waiting' AND run_at <= now() {queue_filter}
-    ORDER BY priority DESC, run_at, seq
+    ORDER BY {queue_order}priority DESC, run_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
