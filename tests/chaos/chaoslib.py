@@ -193,15 +193,15 @@ class StallingProxy:
             if stalled.is_set():
                 time.sleep(0.1)  # hold the sockets open, read nothing, send nothing
                 continue
-            ready, _, _ = select.select([src], [], [], 0.1)
-            if not ready or stalled.is_set():
-                continue
             try:
+                ready, _, _ = select.select([src], [], [], 0.1)
+                if not ready or stalled.is_set():
+                    continue
                 data = src.recv(65536)
                 if not data:
                     break
                 dst.sendall(data)
-            except OSError:
+            except (OSError, ValueError):  # closed under us (close(), or the peer)
                 break
         if not stalled.is_set():
             for s in (src, dst):
