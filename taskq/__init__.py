@@ -22,7 +22,6 @@ from taskq.errors import (
     TypeNotSpecified,
 )
 from taskq.metrics import Metrics
-from taskq.migrate import migrate
 from taskq.queuer import Chain, Group, Queuer
 from taskq.references import add_reference_column, drop_reference_column
 from taskq.registry import Registry, TaskContext, TaskOptions, current_task, current_task_id
@@ -38,6 +37,15 @@ from taskq.types import (
 )
 
 __version__ = "0.1.0"
+
+
+def migrate(url: str | None = None, schema: str | None = None, revision: str = "head") -> None:
+    """Upgrade taskq's tables to ``revision`` (idempotent; concurrent callers take
+    turns). Loads Alembic only when called."""
+    from taskq.migrations import migrate as run
+
+    run(url, schema, revision)
+
 
 __all__ = [
     "Chain",

@@ -60,7 +60,7 @@ import psycopg
 from psycopg import sql
 
 from taskq.bench_app import NOOP, STAMP
-from taskq.migrate import migrate
+from taskq.migrations import migrate
 from taskq.queuer import Queuer
 from taskq.types import TaskEnqueueRequest
 

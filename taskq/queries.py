@@ -22,6 +22,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 from psycopg.rows import RowMaker
 
+from taskq.columns import SCHEDULE_BUILTIN_COLUMNS, TASK_BUILTIN_COLUMNS
 from taskq.errors import (
     InvalidReference,
     InvalidTask,
@@ -33,7 +34,6 @@ from taskq.errors import (
     TaskNotRunning,
     TaskqError,
 )
-from taskq.schema import SCHEDULE_BUILTIN_COLUMNS, TASK_BUILTIN_COLUMNS
 from taskq.types import Task, TaskStatus
 
 Conn = psycopg.Connection[Any]

@@ -18,8 +18,8 @@ from typing import Any
 
 from psycopg import sql
 
+from taskq.columns import SCHEDULE_BUILTIN_COLUMNS, TASK_BUILTIN_COLUMNS
 from taskq.config import resolve_schema
-from taskq.schema import SCHEDULE_BUILTIN_COLUMNS, TASK_BUILTIN_COLUMNS
 
 _TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$")
 _TARGET_RE = re.compile(

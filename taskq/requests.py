@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from taskq.columns import MAX_NAME_LENGTH, TASK_BUILTIN_COLUMNS
 from taskq.errors import InvalidReference, InvalidTask, QueueNotSpecified, TypeNotSpecified
-from taskq.schema import MAX_NAME_LENGTH, TASK_BUILTIN_COLUMNS
 from taskq.types import INT32_MAX, INT32_MIN, TaskEnqueueRequest
 
 if TYPE_CHECKING:

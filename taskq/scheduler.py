@@ -25,6 +25,7 @@ from typing import Any
 from psycopg import errors as pgerr
 
 from taskq import cron
+from taskq.columns import SCHEDULE_BUILTIN_COLUMNS, TASK_BUILTIN_COLUMNS
 from taskq.db import Database, Db
 from taskq.errors import (
     InvalidReference,
@@ -36,7 +37,6 @@ from taskq.errors import (
 from taskq.queries import Conn, Queries, translate_errors
 from taskq.requests import MAX_SPEC_BYTES, check_text, encode_json
 from taskq.schedule_queries import Identity, ScheduleQueries
-from taskq.schema import SCHEDULE_BUILTIN_COLUMNS, TASK_BUILTIN_COLUMNS
 from taskq.types import Schedule, TaskScheduleRequest
 
 log = logging.getLogger("taskq.scheduler")

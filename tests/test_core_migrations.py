@@ -21,7 +21,7 @@ from psycopg import sql
 
 import taskq
 from taskq.config import sqlalchemy_url
-from taskq.migrate import alembic_config, current, downgrade
+from taskq.migrations import alembic_config, current, downgrade
 from taskq.schema import metadata
 
 TABLES = ("tasks", "workers", "groups")  # at least these; later revisions may add more

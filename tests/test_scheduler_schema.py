@@ -13,7 +13,7 @@ from psycopg import sql
 from sqlalchemy import create_engine, pool
 
 from taskq.config import sqlalchemy_url
-from taskq.migrate import current, downgrade, migrate
+from taskq.migrations import current, downgrade, migrate
 from taskq.schedule_queries import ScheduleQueries
 from taskq.schema import SCHEDULE_BUILTIN_COLUMNS, metadata
 

@@ -83,7 +83,7 @@ def _tasks(args: argparse.Namespace) -> Any:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from taskq.config import resolve_schema
-    from taskq.migrate import migrate
+    from taskq.migrations import migrate
 
     schema = resolve_schema(args.schema)
     migrate(None, schema)

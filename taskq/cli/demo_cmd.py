@@ -36,7 +36,7 @@ def _cli(*args: str, **kw: Any) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from taskq import logs
     from taskq.demo import QUEUE, registry
-    from taskq.migrate import migrate
+    from taskq.migrations import migrate
     from taskq.queuer import Queuer
     from taskq.tasks import Tasks
     from taskq.worker import Worker, WorkerConfig
