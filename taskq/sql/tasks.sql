@@ -3,6 +3,9 @@
 -- psycopg.sql when the module loads (never user text); %(x)s are bound parameters.
 -- Every state change is one guarded statement: zero rows means the guard failed, and
 -- the caller asks `diagnose` why.
+-- Watchers are told which tasks changed on the events channel, 200 ids (7,400 bytes)
+-- per notification: a NOTIFY payload may not exceed 8,000 bytes, and one that did
+-- would fail the whole statement (a batch finish, or a rescue of many tasks).
 
 -- name: enqueue
 -- Insert a batch (one JSON array of rows) and wake the dequeuers of each queue that got
@@ -78,7 +81,8 @@ WITH beat AS (
     RETURNING t.id
 ),
 told AS (
-    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM beat HAVING count(*) > 0
+    SELECT pg_notify(%(events)s, string_agg(id::text, ','))
+    FROM (SELECT id, row_number() OVER () / 200 AS chunk FROM beat) AS n GROUP BY chunk
 )
 SELECT beat.id, (SELECT count(*) FROM told) AS _told FROM beat;
 
@@ -99,7 +103,8 @@ WITH done AS (
               t.on_success, t.result, t.started_at, t.finished_at
 ),
 told AS (
-    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM done HAVING count(*) > 0
+    SELECT pg_notify(%(events)s, string_agg(id::text, ','))
+    FROM (SELECT id, row_number() OVER () / 200 AS chunk FROM done) AS n GROUP BY chunk
 )
 SELECT done.*, (SELECT count(*) FROM told) AS _told FROM done;
 
@@ -133,7 +138,8 @@ WITH failed AS (
               t.on_success, t.result, t.started_at, t.finished_at, t.run_at, now() AS ended_at
 ),
 told AS (
-    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM failed HAVING count(*) > 0
+    SELECT pg_notify(%(events)s, string_agg(id::text, ','))
+    FROM (SELECT id, row_number() OVER () / 200 AS chunk FROM failed) AS n GROUP BY chunk
 ),
 woken AS (
     SELECT pg_notify(%(channel)s, q.queue)
@@ -201,7 +207,8 @@ rescued AS (
               t.on_success, t.result, t.started_at, t.finished_at, t.error
 ),
 told AS (
-    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM rescued HAVING count(*) > 0
+    SELECT pg_notify(%(events)s, string_agg(id::text, ','))
+    FROM (SELECT id, row_number() OVER () / 200 AS chunk FROM rescued) AS n GROUP BY chunk
 ),
 woken AS (
     SELECT pg_notify(%(channel)s, q.queue)
@@ -220,7 +227,8 @@ WITH c AS (
     RETURNING *
 ),
 told AS (
-    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM c HAVING count(*) > 0
+    SELECT pg_notify(%(events)s, string_agg(id::text, ','))
+    FROM (SELECT id, row_number() OVER () / 200 AS chunk FROM c) AS n GROUP BY chunk
 )
 SELECT c.*, (SELECT count(*) FROM told) AS _told FROM c;
 
@@ -236,7 +244,8 @@ WITH c AS (
               started_at, finished_at
 ),
 told AS (
-    SELECT pg_notify(%(events)s, string_agg(id::text, ',')) FROM c HAVING count(*) > 0
+    SELECT pg_notify(%(events)s, string_agg(id::text, ','))
+    FROM (SELECT id, row_number() OVER () / 200 AS chunk FROM c) AS n GROUP BY chunk
 )
 SELECT c.*, (SELECT count(*) FROM told) AS _told FROM c;
 
