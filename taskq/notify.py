@@ -102,8 +102,12 @@ class Listener:
         self._thread.join(timeout=5)
 
     def _deliver(self, channel: str, payload: str) -> None:
+        # A payload is one queue name (which may itself hold a comma) or a list of
+        # comma-separated task ids: count the whole payload and each part. A waiter
+        # woken by a part that is not its own just checks the database again.
+        items = {payload, *payload.split(",")} if payload else set()
         with self._cond:
-            for item in payload.split(",") if payload else ():
+            for item in items:
                 key = (channel, item)
                 if key in self._interest:
                     self._counts[key] += 1
