@@ -494,3 +494,61 @@ def test_fail_with_unstorable_progress_still_fails_the_task(
     failed = tasks.get(claimed.id)
     assert failed.status is taskq.TaskStatus.FAILED and failed.error == "crashed"
     assert failed.progress == "before"
+
+
+# ---- batches and notifications ------------------------------------------------------------
+
+
+def test_batch_writes_of_hundreds_of_tasks_succeed(
+    queuer: taskq.Queuer, dequeuer: taskq.Dequeuer, tasks: taskq.Tasks, queue_name: str
+) -> None:
+    # Watchers are told the changed ids by NOTIFY, whose payload is capped at 8,000
+    # bytes: a batch must never put all its ids in one notification.
+    n = 500
+    queuer.enqueue_many([R(queue_name, "t", i) for i in range(n)])
+    first = dequeuer.dequeue_many([queue_name], n)
+    assert len(first) == n
+    assert dequeuer.heartbeat_many([(t, {"beat": 1}) for t in first]) == {}
+    done, failing = first[: n // 2], first[n // 2 :]
+    assert dequeuer.finish_many([taskq.Outcome(t, result="ok") for t in done]) == {}
+    assert dequeuer.fail_many([taskq.Outcome(t, error="no") for t in failing]) == {}
+    counts = {
+        s: len(tasks.list(queue=queue_name, status=s, limit=n)) for s in ("finished", "failed")
+    }
+    assert counts == {"finished": n // 2, "failed": n - n // 2}
+
+
+def test_notifications_carry_ids_and_queue_names_never_specs(
+    database_url: str,
+    queuer: taskq.Queuer,
+    dequeuer: taskq.Dequeuer,
+    queue_name: str,
+) -> None:
+    big = "S" * 100_000  # far over NOTIFY's 8,000-byte payload limit
+    with psycopg.connect(database_url, autocommit=True) as listen:
+        for channel in (dequeuer.queries.channel, dequeuer.queries.events):
+            listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        task = queuer.enqueue(R(queue_name, "t", {"blob": big}))
+        claimed = dequeuer.dequeue(queue_name, timeout=0)
+        assert claimed is not None and claimed.id == task.id
+        dequeuer.heartbeat(claimed, {"blob": big})
+        dequeuer.finish(claimed, None, {"blob": big})
+        got = [(n.channel, n.payload) for n in listen.notifies(timeout=5, stop_after=3)]
+    assert (dequeuer.queries.channel, queue_name) in got
+    assert (dequeuer.queries.events, task.id) in got
+    assert all(len(p.encode()) <= 8000 and "SSSS" not in p for _, p in got)
+
+
+def test_blocked_dequeue_on_a_queue_name_with_a_comma_is_woken(
+    slow_poll_dequeuer: taskq.Dequeuer, queuer: taskq.Queuer, queue_name: str
+) -> None:
+    queue = f"{queue_name},second part"
+    got: list[taskq.Task | None] = []
+    thread = threading.Thread(
+        target=lambda: got.append(slow_poll_dequeuer.dequeue(queue, timeout=60))
+    )
+    thread.start()
+    task = queuer.enqueue(R(queue, "t"))
+    thread.join(20)  # liveness: the 300 s poll is far beyond this join
+    assert not thread.is_alive(), "dequeue was not woken by the enqueue's NOTIFY"
+    assert got[0] is not None and got[0].id == task.id

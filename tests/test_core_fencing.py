@@ -311,3 +311,24 @@ def test_two_rescuers_at_once_never_rescue_a_task_twice(
             )
         ).fetchall()
         assert rows == [("waiting", 1, n)]
+
+
+def test_rescue_of_hundreds_of_stale_tasks_at_once(database_url: str, fresh_schema: str) -> None:
+    # A crashed worker with a high concurrency leaves many tasks stale at once; the
+    # rescue (and its notification of watchers) must take them all back in one go.
+    n = 600
+    with (
+        taskq.Queuer(database_url, schema=fresh_schema) as queuer,
+        taskq.Dequeuer(database_url, schema=fresh_schema) as dequeuer,
+        psycopg.connect(database_url, autocommit=True) as conn,
+    ):
+        queuer.enqueue_many([R("crash", "t", i, max_attempts=2) for i in range(n)])
+        claimed = dequeuer.dequeue_many(["crash"], n)
+        make_stale(conn, fresh_schema, *(t.id for t in claimed))
+        assert dequeuer.rescue() == n
+        rows = conn.execute(
+            sql.SQL("SELECT status, count(*) FROM {} GROUP BY 1").format(
+                sql.Identifier(fresh_schema, "tasks")
+            )
+        ).fetchall()
+        assert rows == [("waiting", n)]
