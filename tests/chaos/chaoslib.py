@@ -227,3 +227,12 @@ class StallingProxy:
                         s.close()
                     except OSError:
                         pass
+
+
+def wait_started(proc: Proc, timeout: float = 30) -> None:
+    """Until ``taskq scheduler`` has started (its signal handlers are in place)."""
+    deadline = time.monotonic() + timeout
+    while "scheduler started" not in proc.log():
+        if not proc.alive() or time.monotonic() > deadline:
+            pytest.fail(f"scheduler {proc.pid} did not start:\n{proc.log()}")
+        time.sleep(0.1)

@@ -112,7 +112,7 @@ def test_terminate_listen_connection_pickup_still_happens_by_notify(
     latencies = []
     with taskq.Tasks(cluster.url, schema=schema) as tasks:
         for i in range(8):
-            time.sleep(0.37 + 0.11 * i)
+            time.sleep(0.3 + 0.07 * i)
             t = producer.enqueue(queue="listen", type="noop")
             done = tasks.wait(t.id, timeout=10)
             assert done.started_at is not None and done.created_at is not None
@@ -131,7 +131,7 @@ def test_terminate_worker_backends_at_random_under_load_loses_nothing(
     rng = random.Random(11)
     ids: list[str] = []
     killed = 0
-    deadline = time.monotonic() + 6
+    deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
         batch = [
             taskq.TaskEnqueueRequest(
@@ -149,7 +149,7 @@ def test_terminate_worker_backends_at_random_under_load_loses_nothing(
         terminate(cluster, victims)
         killed += len(victims)
         time.sleep(rng.uniform(0.05, 0.25))
-    assert killed > 20
+    assert killed > 12
     wait_for(
         lambda: status_counts(cluster, schema) == {"finished": len(ids)},
         timeout=45, interval=0.3, what=f"all {len(ids)} tasks to finish",

@@ -174,4 +174,5 @@ def test_handler_that_kills_its_worker_every_time_ends_failed_while_others_flow(
         before = [t for t in others if (f := tasks.get(t).finished_at) and f < final.finished_at]
         assert len(before) >= 10
     for w in workers:
+        wait_registered(cluster, schema, w)  # a SIGTERM before start-up is a plain kill
         assert w.stop() == 0, w.log()

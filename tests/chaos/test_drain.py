@@ -7,11 +7,12 @@ is exactly once per task, and nothing is left waiting or running.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
 import pytest
-from chaoslib import Cluster, Proc, Spawn, status_counts, worker_args
+from chaoslib import Cluster, Proc, Spawn, status_counts, wait_registered, worker_args
 from psycopg import sql
 
 import taskq
@@ -102,12 +103,12 @@ def test_workers_drain_ten_thousand_tasks_exactly_once(
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
 def test_soak_drain_with_kills(cluster: Cluster, schema: str, ledger: str, spawn: Spawn) -> None:
-    """200,000 tasks over five queues, four workers, one of them killed with SIGKILL
+    """200,000 tasks (``TASKQ_SOAK_TASKS``) over five queues, four workers, one of them killed with SIGKILL
     and replaced every few seconds: every task finishes, each ran at least once, and
     only tasks that were rescued ran more than once."""
     queues = (*QUEUES, "drain-d", "drain-e")
     workers = _start_workers(spawn, 4)
-    ids = _enqueue(cluster, schema, 200_000, queues)
+    ids = _enqueue(cluster, schema, int(os.environ.get("TASKQ_SOAK_TASKS", "200000")), queues)
     rng = random.Random(7)
     deadline = time.monotonic() + 1500
     while time.monotonic() < deadline:
@@ -130,4 +131,5 @@ def test_soak_drain_with_kills(cluster: Cluster, schema: str, ledger: str, spawn
     )
     assert unexplained == 0
     for w in workers:
+        wait_registered(cluster, schema, w)  # a SIGTERM before start-up is a plain kill
         assert w.stop() == 0, w.log()
