@@ -150,19 +150,19 @@ class Scheduler:
             self._check_references(conn, key)
             clock = self._sq.now(conn, now)
             first = cron.next_fire(spec, clock)
-            row = (
-                '{"queue":' + encode_json(key.queue, "queue")
-                + ',"type":' + encode_json(key.type, "type")
-                + ',"cron_schedule":' + encode_json(spec.expression, "cron")
-                + ',"timezone":' + encode_json(spec.timezone, "timezone")
-                + ',"next_run_at":"' + first.isoformat() + '"'
-                + ',"skip_missed":' + ("true" if request.skip_missed else "false")
-                + ',"spec":' + spec_json
-                + ("," + key.refs_json[1:-1] if key.ref_names else "")
-                + "}"
-            )  # fmt: skip
+            row = {
+                **json.loads(key.refs_json),  # reference names are never built-in columns
+                "queue": key.queue,
+                "type": key.type,
+                "cron_schedule": spec.expression,
+                "timezone": spec.timezone,
+                "next_run_at": first.isoformat(),
+                "skip_missed": request.skip_missed,
+                "spec": request.spec,
+            }
+            row_json = encode_json(row, where)
             with _translate(key):
-                schedule, created = self._sq.upsert(conn, row, key.ref_names)
+                schedule, created = self._sq.upsert(conn, row_json, key.ref_names)
         log.info("%s %s (%s)", "created" if created else "updated", where, schedule.id)
         return schedule
 
@@ -172,7 +172,7 @@ class Scheduler:
         /,
         *,
         queue: str | None = None,
-        type: str | None = None,  # noqa: A002 - the field's name
+        type: str | None = None,
         references: Mapping[str, Any] | None = None,
     ) -> None:
         """Return quietly if the schedule exists (paused or not); else NotScheduled."""
@@ -190,7 +190,7 @@ class Scheduler:
         /,
         *,
         queue: str | None = None,
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         references: Mapping[str, Any] | None = None,
     ) -> bool:
         """Remove the schedule; True if there was one. Tasks it enqueued stay."""
@@ -206,7 +206,7 @@ class Scheduler:
         /,
         *,
         queue: str | None = None,
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         references: Mapping[str, Any] | None = None,
     ) -> Schedule:
         """Stop firing the schedule until ``resume``; NotScheduled if there is none."""
@@ -221,7 +221,7 @@ class Scheduler:
         /,
         *,
         queue: str | None = None,
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         references: Mapping[str, Any] | None = None,
         now: dt.datetime | None = None,
     ) -> Schedule:
