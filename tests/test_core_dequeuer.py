@@ -125,6 +125,17 @@ def test_dequeue_takes_only_from_the_queues_named(
     assert drain(dequeuer, a, b, c) == []
 
 
+def test_priority_order_holds_across_the_queues_named(
+    queuer: taskq.Queuer, dequeuer: taskq.Dequeuer, queue_name: str
+) -> None:
+    a, b = f"{queue_name}-a", f"{queue_name}-b"
+    queuer.enqueue_many(
+        [R(a, "t", "a-low", priority=1), R(b, "t", "b-high", priority=9),
+         R(a, "t", "a-high", priority=9), R(b, "t", "b-low", priority=1)]
+    )  # fmt: skip
+    assert [t.spec for t in drain(dequeuer, a, b)] == ["b-high", "a-high", "a-low", "b-low"]
+
+
 def test_dequeue_with_no_queue_takes_from_any_queue(database_url: str, fresh_schema: str) -> None:
     with (
         taskq.Queuer(database_url, schema=fresh_schema) as queuer,
