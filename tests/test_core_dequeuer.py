@@ -43,7 +43,7 @@ def running(queuer: taskq.Queuer, dequeuer: taskq.Dequeuer, queue: str, **kw: An
     return claimed
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def slow_poll_dequeuer(database_url: str, schema: str) -> Iterator[taskq.Dequeuer]:
     """A dequeuer whose safety-net poll is far longer than any test waits: only a
     NOTIFY can wake it in time. Its LISTEN connection is up before the test starts."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -248,48 +249,46 @@ def deeply_nested(depth: int) -> Any:
     return value
 
 
-def _bad_requests(q: str) -> list[tuple[str, dict[str, Any]]]:
-    naive = dt.datetime(2030, 1, 1, 12, 0)
-    return [
-        ("not json: object", {"queue": q, "type": "t", "spec": NotJson()}),
-        ("not json: set", {"queue": q, "type": "t", "spec": {1, 2}}),
-        ("not json: bytes", {"queue": q, "type": "t", "spec": b"x"}),
-        ("not json: non-string key", {"queue": q, "type": "t", "spec": {(1, 2): "x"}}),
-        ("NaN", {"queue": q, "type": "t", "spec": {"x": math.nan}}),
-        ("infinity", {"queue": q, "type": "t", "spec": [math.inf]}),
-        ("NUL in spec value", {"queue": q, "type": "t", "spec": {"x": "a\x00b"}}),
-        ("NUL in spec key", {"queue": q, "type": "t", "spec": {"a\x00": 1}}),
-        ("NUL after an escaped backslash", {"queue": q, "type": "t", "spec": "\\\x00"}),
-        ("NUL in queue", {"queue": q + "\x00", "type": "t"}),
-        ("NUL in type", {"queue": q, "type": "t\x00"}),
-        ("NUL in title", {"queue": q, "type": "t", "title": "a\x00"}),
-        ("NUL in unique_key", {"queue": q, "type": "t", "unique_key": "\x00"}),
-        ("NUL in user_id", {"queue": q, "type": "t", "user_id": "u\x00"}),
-        ("priority above int32", {"queue": q, "type": "t", "priority": INT32_MAX + 1}),
-        ("priority below int32", {"queue": q, "type": "t", "priority": INT32_MIN - 1}),
-        ("priority not an int", {"queue": q, "type": "t", "priority": 1.5}),
-        ("max_attempts 0", {"queue": q, "type": "t", "max_attempts": 0}),
-        ("max_attempts negative", {"queue": q, "type": "t", "max_attempts": -3}),
-        ("heartbeat_timeout 0", {"queue": q, "type": "t", "heartbeat_timeout": 0}),
-        ("heartbeat_timeout negative", {"queue": q, "type": "t", "heartbeat_timeout": -1.0}),
-        ("heartbeat_timeout NaN", {"queue": q, "type": "t", "heartbeat_timeout": math.nan}),
-        ("naive run_at", {"queue": q, "type": "t", "run_at": naive}),
-        ("run_at not a datetime", {"queue": q, "type": "t", "run_at": "2030-01-01"}),
-        ("queue too long", {"queue": q + "x" * 300, "type": "t"}),
-        ("spec over the size limit", {"queue": q, "type": "t", "spec": "x" * MAX_SPEC_BYTES}),
-        (
-            "spec over the size limit in bytes, not characters",
-            {"queue": q, "type": "t", "spec": "é" * (MAX_SPEC_BYTES // 2 + 16)},
-        ),
-        ("spec nested too deeply", {"queue": q, "type": "t", "spec": deeply_nested(100_000)}),
-        ("lone surrogate in spec", {"queue": q, "type": "t", "spec": {"x": "\ud800"}}),
-        ("lone surrogate in title", {"queue": q, "type": "t", "title": "\udfff"}),
-        ("lone surrogate in queue", {"queue": q + "\ud800", "type": "t"}),
-        ("lone surrogate in type", {"queue": q, "type": "\ud800"}),
-    ]
-
-
-BAD_CASES = [case[0] for case in _bad_requests("q")]
+# case -> the fields of a request for queue ``q`` (built when the case runs: some are big)
+BAD: dict[str, Callable[[str], dict[str, Any]]] = {
+    "not json: object": lambda q: {"queue": q, "type": "t", "spec": NotJson()},
+    "not json: set": lambda q: {"queue": q, "type": "t", "spec": {1, 2}},
+    "not json: bytes": lambda q: {"queue": q, "type": "t", "spec": b"x"},
+    "not json: non-string key": lambda q: {"queue": q, "type": "t", "spec": {(1, 2): "x"}},
+    "NaN": lambda q: {"queue": q, "type": "t", "spec": {"x": math.nan}},
+    "infinity": lambda q: {"queue": q, "type": "t", "spec": [math.inf]},
+    "NUL in spec value": lambda q: {"queue": q, "type": "t", "spec": {"x": "a\x00b"}},
+    "NUL in spec key": lambda q: {"queue": q, "type": "t", "spec": {"a\x00": 1}},
+    "NUL after an escaped backslash": lambda q: {"queue": q, "type": "t", "spec": "\\\x00"},
+    "NUL in queue": lambda q: {"queue": q + "\x00", "type": "t"},
+    "NUL in type": lambda q: {"queue": q, "type": "t\x00"},
+    "NUL in title": lambda q: {"queue": q, "type": "t", "title": "a\x00"},
+    "NUL in unique_key": lambda q: {"queue": q, "type": "t", "unique_key": "\x00"},
+    "NUL in user_id": lambda q: {"queue": q, "type": "t", "user_id": "u\x00"},
+    "priority above int32": lambda q: {"queue": q, "type": "t", "priority": INT32_MAX + 1},
+    "priority below int32": lambda q: {"queue": q, "type": "t", "priority": INT32_MIN - 1},
+    "priority not an int": lambda q: {"queue": q, "type": "t", "priority": 1.5},
+    "max_attempts 0": lambda q: {"queue": q, "type": "t", "max_attempts": 0},
+    "max_attempts negative": lambda q: {"queue": q, "type": "t", "max_attempts": -3},
+    "heartbeat_timeout 0": lambda q: {"queue": q, "type": "t", "heartbeat_timeout": 0},
+    "heartbeat_timeout negative": lambda q: {"queue": q, "type": "t", "heartbeat_timeout": -1.0},
+    "heartbeat_timeout NaN": lambda q: {"queue": q, "type": "t", "heartbeat_timeout": math.nan},
+    "naive run_at": lambda q: {"queue": q, "type": "t", "run_at": dt.datetime(2030, 1, 1, 12, 0)},
+    "run_at not a datetime": lambda q: {"queue": q, "type": "t", "run_at": "2030-01-01"},
+    "queue too long": lambda q: {"queue": q + "x" * 300, "type": "t"},
+    "spec over the size limit": lambda q: {"queue": q, "type": "t", "spec": "x" * MAX_SPEC_BYTES},
+    "spec over the size limit in bytes, not characters": lambda q: {
+        "queue": q,
+        "type": "t",
+        "spec": "é" * (MAX_SPEC_BYTES // 2 + 16),
+    },
+    "spec nested too deeply": lambda q: {"queue": q, "type": "t", "spec": deeply_nested(100_000)},
+    "lone surrogate in spec": lambda q: {"queue": q, "type": "t", "spec": {"x": "\ud800"}},
+    "lone surrogate in title": lambda q: {"queue": q, "type": "t", "title": "\udfff"},
+    "lone surrogate in queue": lambda q: {"queue": q + "\ud800", "type": "t"},
+    "lone surrogate in type": lambda q: {"queue": q, "type": "\ud800"},
+}
+BAD_CASES = list(BAD)
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -300,7 +299,7 @@ def test_bad_request_raises_value_error_and_stores_nothing(
     queue_name: str,
     case: str,
 ) -> None:
-    fields = dict(_bad_requests(queue_name))[case]
+    fields = BAD[case](queue_name)
     with pytest.raises(ValueError) as e:
         queuer.enqueue(**fields)
     assert isinstance(e.value, taskq.TaskqError), repr(e.value)
