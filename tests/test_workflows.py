@@ -34,11 +34,13 @@ TIMEOUT = 60.0
 # ---- fixtures ----------------------------------------------------------------------
 
 
-def start_worker(url: str, schema: str, queue: str, concurrency: int) -> subprocess.Popen[str]:
+def start_worker(
+    url: str, schema: str, queue: str, concurrency: int, *args: str
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         taskq_cmd("worker", "taskq_test_app:registry", "--queue", queue,
                   "--concurrency", str(concurrency), "--poll-interval", "0.5",
-                  "--rescue-interval", "0.5"),
+                  "--rescue-interval", "0.5", *args),
         env=taskq_env(url, schema),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -228,7 +230,8 @@ def test_group_follow_up_runs_once_with_workers_racing(
     done = gated("after", queue=race, title="group-done")
     group = queuer.enqueue_group(members, on_complete=done)
     assert len(group.task_ids) == 20
-    procs = [start_worker(database_url, schema, race, 4) for _ in range(3)]
+    # --prefetch 0: each worker claims only what its 4 slots run
+    procs = [start_worker(database_url, schema, race, 4, "--prefetch", "0") for _ in range(3)]
     try:
         # Every slot of the three workers holds a member at the gate; then all of them
         # finish at once, and the last eight right after.
