@@ -220,6 +220,23 @@ def test_blocked_dequeue_is_woken_by_an_enqueue_from_another_connection(
         assert got[0].status is taskq.TaskStatus.RUNNING
 
 
+def test_blocked_dequeue_picks_up_a_task_whose_run_at_comes_without_any_notify(
+    queuer: taskq.Queuer,
+    dequeuer: taskq.Dequeuer,
+    conn: psycopg.Connection[Any],
+    queue_name: str,
+) -> None:
+    # A task enqueued for later sends no NOTIFY (nothing is runnable yet), and none is
+    # sent when its run_at arrives: the dequeuer's slow poll is what finds it.
+    got: list[taskq.Task | None] = []
+    thread = threading.Thread(target=lambda: got.append(dequeuer.dequeue(queue_name, timeout=60)))
+    thread.start()
+    later = queuer.enqueue(R(queue_name, "t", run_at=db_now(conn) + 0.5 * S))
+    thread.join(30)  # liveness: the fixture's dequeuer polls every 0.5 s
+    assert not thread.is_alive()
+    assert got[0] is not None and got[0].id == later.id
+
+
 def test_blocked_dequeue_ignores_other_queues_until_its_own_gets_work(
     slow_poll_dequeuer: taskq.Dequeuer, queuer: taskq.Queuer, queue_name: str
 ) -> None:
