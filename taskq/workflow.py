@@ -16,13 +16,17 @@ Plain tasks (no chain, group or follow-up) cost nothing here: no statement runs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from taskq.errors import TaskAlreadyExists
 from taskq.queries import Conn, Queries, dumps
 from taskq.queuer import enqueue_followups
 from taskq.requests import request_from_json
 from taskq.types import TaskEnqueueRequest
+
+log = logging.getLogger("taskq.workflow")
 
 FINAL = frozenset({"finished", "failed", "cancelled"})
 
@@ -64,5 +68,12 @@ def after_final(conn: Conn, q: Queries, rows: Iterable[Mapping[str, Any]]) -> No
                     for t in q.members(conn, "group", group_id)
                 ]
                 follow.append((request_from_json(on_complete), {"previous_result": outcomes}))
-    if follow:
-        enqueue_followups(conn, q, follow)
+    for request, extra in follow:
+        # Each follow-up in its own savepoint: one whose unique_key is already held is
+        # skipped (that task is already queued) instead of making the finish of its
+        # parent impossible to commit.
+        try:
+            with conn.transaction():
+                enqueue_followups(conn, q, [(request, extra)])
+        except TaskAlreadyExists as e:
+            log.warning("follow-up not enqueued: %s", e)

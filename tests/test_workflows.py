@@ -637,3 +637,22 @@ def test_title_and_user_are_stored_listed_and_filtered(
     mine = run_taskq(database_url, schema, "list", "--user-id", user)
     assert mine.returncode == 0, mine.stderr
     assert a.id in mine.stdout and b.id not in mine.stdout
+
+
+def test_a_follow_up_whose_unique_key_is_held_is_skipped_and_the_parent_still_finishes(
+    queuer: taskq.Queuer, dequeuer: taskq.Dequeuer, tasks: taskq.Tasks
+) -> None:
+    q = unserved()
+    key = f"once-{uuid.uuid4().hex[:8]}"
+    holder = queuer.enqueue(queue=q, type="noop", unique_key=key)
+    parent = queuer.enqueue(
+        queue=q, type="noop",
+        on_success=TaskEnqueueRequest(queue=q, type="noop", unique_key=key),
+    )  # fmt: skip
+    claimed = dequeuer.dequeue(q, timeout=5)
+    while claimed is not None and claimed.id != parent.id:
+        claimed = dequeuer.dequeue(q, timeout=5)
+    assert claimed is not None
+    dequeuer.finish(claimed)
+    assert tasks.get(parent.id).status is TaskStatus.FINISHED
+    assert [t.id for t in tasks.list(queue=q, limit=10) if t.unique_key == key] == [holder.id]
