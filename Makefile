@@ -17,8 +17,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/taskq demo
 
+# The suite in three processes (each test module keeps to one), then the chaos suite on
+# its own: it restarts and kills a PostgreSQL cluster of its own and times rescues.
+PYTEST_PARALLEL ?= -n 3 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) --ignore=tests/chaos
+	$(BIN)/python -m pytest -q tests/chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
