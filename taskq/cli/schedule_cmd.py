@@ -174,6 +174,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         die(f"--metrics-port must be between 1 and 65535, got {args.metrics_port}", status=2)
     if args.retention <= dt.timedelta(0):
         die("--retention must be above 0", status=2)
+    if args.misfire_grace < dt.timedelta(0):
+        die("--misfire-grace cannot be negative", status=2)
     logs.setup(args.log_format, getattr(logging, args.log_level))
     # The process reports a database outage once itself (Maintenance); the pool's and
     # the LISTEN thread's own reconnect warnings would repeat it.
@@ -181,15 +183,23 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     logging.getLogger("taskq.notify").setLevel(logging.ERROR)
     log = logging.getLogger("taskq.scheduler")
 
-    db = open_db(args, pool_size=4, timeout=10.0)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    db = open_db(args, pool_size=4, timeout=10.0, check=False)  # rides out a late database
+    assert db.url is not None
     try:
-        with db.connection() as conn:
+        with psycopg.connect(db.url, connect_timeout=5, autocommit=True) as conn:
             ScheduleQueries(db.schema).next_due(conn)
     except psycopg.errors.UndefinedTable:
         db.close()
         die(f"schema {db.schema!r} has no schedules table: run `taskq migrate` first")
-    except Exception as e:  # not reachable yet: start anyway, the services retry
-        log.warning("database unreachable (%s); retrying", str(e).strip().splitlines()[0])
+    except psycopg.OperationalError:
+        pass  # not reachable yet: the services retry, and report the outage once
 
     metrics = Metrics()
     ticker = CronTicker(db, metrics=metrics, misfire_grace=args.misfire_grace)
@@ -198,20 +208,12 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         Rescuer(db, interval=args.rescue_interval, metrics=metrics),
         Pruner(db, retention=args.retention),
     ]
-    stop = threading.Event()
     maintenance = Maintenance(services, stop, one_outage_line=True)
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     server = None
     if args.metrics_port:
         from taskq.http import database_health, serve
         from taskq.metrics_db import DatabaseCollector
 
-        assert db.url is not None
         metrics.registry.register(DatabaseCollector(db, metrics.namespace))
         try:
             server = serve(args.metrics_port, metrics.registry, database_health(db.url))
@@ -225,7 +227,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     while not stop.wait(0.5):
         pass
     log.info("scheduler stopping")
-    maintenance.stop(timeout=3.0)
+    maintenance.stop(timeout=1.0)  # per thread; each wait is bounded
     if server is not None:
         server.shutdown()
 
