@@ -208,3 +208,11 @@ def test_metrics_and_healthz(
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
         assert r.status == 200
     assert procs.stop(p) == 0
+
+
+def test_sigterm_exits_0_even_while_the_database_is_unreachable(procs: Procs) -> None:
+    procs.url = "postgresql://postgres@127.0.0.1:1/postgres"  # nothing listens there
+    p = procs.start("scheduler")
+    wait_for(lambda: "scheduler started" in procs.output(p), timeout=30, what="start")
+    assert procs.stop(p) == 0, procs.output(p)
+    assert "Traceback" not in procs.output(p)
