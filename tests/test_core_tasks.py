@@ -285,6 +285,35 @@ def test_watch_yields_each_progress_change_and_ends_final(
     assert all(not t.status.is_final for t in seen[:-1])
 
 
+def test_watch_does_not_yield_heartbeats_that_change_nothing(
+    notify_only: None,
+    queuer: taskq.Queuer,
+    dequeuer: taskq.Dequeuer,
+    tasks: taskq.Tasks,
+    queue_name: str,
+) -> None:
+    task = queuer.enqueue(R(queue_name, "t"))
+    seen: list[taskq.Task] = []
+    watcher = Background(lambda: seen.extend(tasks.watch(task.id, timeout=60)))
+    wait_for(lambda: seen, what="the first snapshot")
+    claimed = dequeuer.dequeue(queue_name, timeout=0)
+    assert claimed is not None
+    # a claim notifies no watcher (it is the hot path); its first heartbeat does
+    for _ in range(3):
+        dequeuer.heartbeat(claimed)  # after the first, nothing a watcher sees changes
+    wait_for(lambda: len(seen) == 2, what="the running snapshot")
+    dequeuer.heartbeat(claimed, "half")
+    wait_for(lambda: len(seen) == 3, what="the progress snapshot")
+    dequeuer.finish(claimed, "all", None)
+    watcher.join(20)
+    assert [(t.status.value, t.progress) for t in seen] == [
+        ("waiting", None),
+        ("running", None),
+        ("running", "half"),
+        ("finished", "all"),
+    ]
+
+
 def test_watch_raises_timeout_error(
     queuer: taskq.Queuer, tasks: taskq.Tasks, queue_name: str
 ) -> None:
