@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -262,30 +262,20 @@ class Dequeuer:
 
     def finish_many(self, outcomes: Sequence[Outcome]) -> dict[str, TaskqError]:
         """Finish many tasks in one statement; returns an error per task not finished."""
-        ids: list[str] = []
-        leases: list[str | None] = []
-        progress: list[str | None] = []
-        results: list[str | None] = []
-        unknown: dict[str, TaskqError] = {}
-        for o in outcomes:
-            try:
-                task_id, lease = _ref(o.task)
-            except TaskNotFound as e:
-                unknown[e.task_id] = e
-                continue
-            ids.append(task_id)
-            leases.append(lease)
-            progress.append(_progress(o.progress, task_id))
-            results.append(encode_json(o.result, f"result of task {task_id}"))
-        if not ids:
-            return unknown
-        with self._write(outcomes) as conn:
-            rows = self._q.finish(conn, ids, leases, progress, results)
-            after_final(conn, self._q, rows)
-            errors = unknown | self._explain(conn, ids, leases, {str(r["id"]) for r in rows})
-        if self.metrics is not None:
-            self.metrics.observe_ended(rows)
-        return errors
+
+        def write(
+            conn: Conn,
+            ids: list[str],
+            leases: list[str | None],
+            progress: list[str | None],
+            kept: list[Outcome],
+        ) -> list[dict[str, Any]]:
+            results: list[str | None] = [
+                encode_json(o.result, f"result of task {i}") for i, o in zip(ids, kept, strict=True)
+            ]
+            return self._q.finish(conn, ids, leases, progress, results)
+
+        return self._end_many(outcomes, write, strict_progress=True)
 
     def fail(
         self, task: TaskRef, progress: JSON = None, error: object = None, *, final: bool = False
@@ -300,11 +290,36 @@ class Dequeuer:
 
     def fail_many(self, outcomes: Sequence[Outcome]) -> dict[str, TaskqError]:
         """Fail many tasks in one statement; returns an error per task not failed."""
+
+        def write(
+            conn: Conn,
+            ids: list[str],
+            leases: list[str | None],
+            progress: list[str | None],
+            kept: list[Outcome],
+        ) -> list[dict[str, Any]]:
+            errors = [clean_error(o.error) for o in kept]
+            return self._q.fail(conn, ids, leases, progress, errors, [o.final for o in kept])
+
+        # a failure must not fail on its progress: unstorable progress is left out
+        return self._end_many(outcomes, write, strict_progress=False)
+
+    def _end_many(
+        self,
+        outcomes: Sequence[Outcome],
+        write: Callable[
+            [Conn, list[str], list[str | None], list[str | None], list[Outcome]],
+            list[dict[str, Any]],
+        ],
+        *,
+        strict_progress: bool,
+    ) -> dict[str, TaskqError]:
+        """Write outcomes in one statement (``write``), run follow-ups in the same
+        transaction, and explain each outcome that matched no row."""
         ids: list[str] = []
         leases: list[str | None] = []
         progress: list[str | None] = []
-        errors_text: list[str | None] = []
-        finals: list[bool] = []
+        kept: list[Outcome] = []
         unknown: dict[str, TaskqError] = {}
         for o in outcomes:
             try:
@@ -312,18 +327,20 @@ class Dequeuer:
             except TaskNotFound as e:
                 unknown[e.task_id] = e
                 continue
+            try:
+                value = _progress(o.progress, task_id)
+            except ValueError:
+                if strict_progress:
+                    raise
+                value = None
             ids.append(task_id)
             leases.append(lease)
-            try:
-                progress.append(_progress(o.progress, task_id))
-            except ValueError:
-                progress.append(None)  # a failure must not fail on its progress
-            errors_text.append(clean_error(o.error))
-            finals.append(o.final)
+            progress.append(value)
+            kept.append(o)
         if not ids:
             return unknown
         with self._write(outcomes) as conn:
-            rows = self._q.fail(conn, ids, leases, progress, errors_text, finals)
+            rows = write(conn, ids, leases, progress, kept)
             after_final(conn, self._q, rows)
             errors = unknown | self._explain(conn, ids, leases, {str(r["id"]) for r in rows})
         if self.metrics is not None:
