@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,20 @@ def alembic_config(url: str | None = None, schema: str | None = None) -> Config:
     return cfg
 
 
+# Alembic keeps the running migration context in a module global: threads of one
+# process take turns here (processes take turns on an advisory lock in env.py).
+_lock = threading.Lock()
+
+
 def migrate(url: str | None = None, schema: str | None = None, revision: str = "head") -> None:
     """Upgrade the schema to ``revision`` (idempotent; concurrent callers take turns)."""
-    command.upgrade(alembic_config(url, schema), revision)
+    with _lock:
+        command.upgrade(alembic_config(url, schema), revision)
 
 
 def downgrade(url: str | None = None, schema: str | None = None, revision: str = "base") -> None:
-    command.downgrade(alembic_config(url, schema), revision)
+    with _lock:
+        command.downgrade(alembic_config(url, schema), revision)
 
 
 def current(url: str | None = None, schema: str | None = None) -> Any:

@@ -220,3 +220,34 @@ def test_migration_matches_declared_metadata_as_postgresql_sees_it(
     declared = _describe(conn, spare_schema)
     for part in ("columns", "indexes", "constraints", "options"):
         assert declared[part] == migrated[part], part
+
+
+def test_threads_of_one_process_migrate_in_turn(database_url: str) -> None:
+    """Alembic keeps its context in a global: concurrent migrate() calls in threads must
+    take turns instead of hanging or failing."""
+    import threading
+
+    name = f"t_mthreads_{uuid.uuid4().hex[:8]}"
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            taskq.migrate(database_url, name)
+        except BaseException as e:  # collected and reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads), "a migrate() call hung"
+        assert failures == []
+        assert (
+            current(database_url, name)
+            == ScriptDirectory.from_config(alembic_config(database_url, name)).get_current_head()
+        )
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as c:
+            c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
