@@ -55,3 +55,17 @@ def current(url: str | None = None, schema: str | None = None) -> Any:
         rev = ctx.get_current_revision()
     engine.dispose()
     return rev
+
+
+def run_ddl(op: Any, ddl: str) -> None:
+    """In a revision: run ``ddl`` with ``{s}`` composed as the taskq schema's identifier.
+
+    The schema is the one the version table lives in (set by env.py); literal braces in
+    the DDL are doubled, as ``psycopg.sql.SQL.format`` wants them.
+    """
+    from psycopg import sql
+
+    schema = op.get_context().version_table_schema
+    assert schema is not None
+    conn = op.get_bind().connection.driver_connection
+    op.execute(sql.SQL(ddl).format(s=sql.Identifier(schema)).as_string(conn))

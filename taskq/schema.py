@@ -94,7 +94,6 @@ def metadata(schema: str) -> sa.MetaData:
                 "unique_key IS NOT NULL AND status IN ('waiting', 'running')"
             ),
         ),
-        sa.Index("tasks_created_idx", sa.text("created_at DESC")),
         sa.Index("tasks_final_idx", "finished_at", postgresql_where=_status_in(FINAL)),
         sa.Index("tasks_chain_idx", "chain_id", postgresql_where=sa.text("chain_id IS NOT NULL")),
         sa.Index("tasks_group_idx", "group_id", postgresql_where=sa.text("group_id IS NOT NULL")),

@@ -6,7 +6,8 @@ Create Date: 2026-11-23
 """
 
 from alembic import op
-from psycopg import sql
+
+from taskq.migrations import run_ddl
 
 revision = "0001"
 down_revision = None
@@ -101,17 +102,9 @@ DROP TABLE {s}.tasks;
 """
 
 
-def _run(ddl: str) -> None:
-    schema = op.get_context().version_table_schema
-    assert schema is not None
-    conn = op.get_bind().connection.driver_connection
-    text = sql.SQL(ddl).format(s=sql.Identifier(schema)).as_string(conn)
-    op.execute(text)
-
-
 def upgrade() -> None:
-    _run(UPGRADE)
+    run_ddl(op, UPGRADE)
 
 
 def downgrade() -> None:
-    _run(DOWNGRADE)
+    run_ddl(op, DOWNGRADE)
