@@ -3,7 +3,8 @@
 Everything happens in a schema of its own (``taskq_bench_<random>``), created with
 ``taskq.migrate`` and dropped at the end, also after an error or Ctrl-C. Worker
 processes are real ``taskq worker taskq.bench_app:registry`` processes, started the
-way users start them (default flags) and stopped with SIGTERM.
+way users start them (default flags, so INFO logging with a line per task start and
+end, unless ``worker_log_level`` says otherwise) and stopped with SIGTERM.
 
 Modes (all by default, in this order):
 
@@ -98,6 +99,7 @@ class BenchConfig:
     duration: float = 15.0
     finished: int = 100_000
     modes: tuple[str, ...] = MODES
+    worker_log_level: str | None = None  # None: the worker's default (INFO)
 
     def __post_init__(self) -> None:
         for name in ("tasks", "workers", "concurrency"):
@@ -114,6 +116,8 @@ class BenchConfig:
             raise ValueError(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
         if not self.modes:
             raise ValueError("no mode selected")
+        if self.worker_log_level not in (None, "DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"unknown worker log level {self.worker_log_level!r}")
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
@@ -383,6 +387,8 @@ class Bench:
                    PYTHONUNBUFFERED="1")  # fmt: skip
         cmd = [sys.executable, "-m", "taskq.cli", "worker", WORKER_APP, "--queue", QUEUE,
                "--concurrency", str(self.config.concurrency)]  # fmt: skip
+        if self.config.worker_log_level is not None:
+            cmd += ["--log-level", self.config.worker_log_level]
         procs = []
         for i in range(self.config.workers):
             log = self._logdir / f"{tag}-worker{i}.log"

@@ -39,6 +39,9 @@ def register(sub: Any) -> None:
     p.add_argument("--modes", type=_modes, metavar="A,B",
                    help="comma-separated modes to run: enqueue, burndown, finished, latency, "
                    "vacuum (default: all)")  # fmt: skip
+    p.add_argument("--worker-log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                   help="the workers' --log-level (default: theirs, INFO: a line per task "
+                   "start and end)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--quick", action="store_true",
                    help="small sizes, a few seconds in all (a smoke test)")  # fmt: skip
@@ -73,7 +76,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from taskq.bench import BenchConfig, BenchError, Progress, run, sigterm_as_interrupt
     from taskq.config import database_url, describe_target
 
-    fields = ("tasks", "workers", "concurrency", "rate", "duration", "finished", "modes")
+    fields = ("tasks", "workers", "concurrency", "rate", "duration", "finished", "modes",
+              "worker_log_level")  # fmt: skip
     given = {f: v for f in fields if (v := getattr(args, f)) is not None}
     try:
         config = BenchConfig.quick(**given) if args.quick else BenchConfig(**given)
