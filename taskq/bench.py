@@ -33,8 +33,8 @@ Modes (all by default, in this order):
     autovacuum and index tuple killing recover on their own).
 
 Table size, index size, live and dead tuples (``pg_relation_size``,
-``pg_indexes_size``, ``pg_stat_user_tables``) are recorded before and after every
-burn-down. Between modes the table is emptied with TRUNCATE. A burn-down also reports
+``pg_indexes_size``, and ``pg_stat_user_tables`` right after an ANALYZE) are recorded
+before and after every burn-down. Between modes the table is emptied with TRUNCATE. A burn-down also reports
 the steady rate (the middle 80 % of completions, by ``finished_at``) and the workers'
 CPU per task from the first completion on (from /proc, so start-up is left out).
 """
@@ -334,14 +334,21 @@ class Bench:
 
     def _truncate(self) -> None:
         self.admin.execute(sql.SQL("TRUNCATE {} CASCADE").format(self.tasks))
+        if self.admin.info.server_version >= 150000:
+            # report the truncation to the statistics now, not up to 10 s later (when it
+            # would zero the counts of rows inserted meanwhile)
+            self.admin.execute("SELECT pg_stat_force_next_flush()")
 
     def _settle(self) -> None:
-        """ANALYZE the table and CHECKPOINT (if allowed) so a timed phase starts clean."""
-        self.admin.execute(sql.SQL("ANALYZE {}").format(self.tasks))
+        """CHECKPOINT (if allowed) so a timed phase starts clean; the table is ANALYZEd
+        by ``_sizes`` right after."""
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             self.admin.execute("CHECKPOINT")
 
     def _sizes(self) -> dict[str, Any]:
+        """Sizes, and live and dead tuples as ANALYZE estimates them now (the counters
+        other backends report reach pg_stat_user_tables up to seconds later)."""
+        self.admin.execute(sql.SQL("ANALYZE {}").format(self.tasks))
         row = self.admin.execute(
             """
             SELECT pg_relation_size(c.oid), pg_indexes_size(c.oid), pg_total_relation_size(c.oid),
@@ -458,7 +465,7 @@ class Bench:
         n = self.config.tasks
         since = self._db_now()
         enqueue_s = self._enqueue_batched(n, NOOP, f"{label}: enqueue")
-        self._settle()
+        self._settle()  # ANALYZE and CHECKPOINT
         before = self._sizes()
         self.progress.say(f"{label}: {n:,} tasks, {self.config.workers} worker(s) x "
                           f"{self.config.concurrency}")  # fmt: skip
