@@ -323,7 +323,7 @@ class Bench:
         return float(self._one("SELECT extract(epoch FROM clock_timestamp())::float8"))
 
     def _server_info(self) -> dict[str, Any]:
-        settings = ("server_version", "shared_buffers", "synchronous_commit", "fsync")
+        settings = ("server_version", "shared_buffers", "synchronous_commit", "fsync", "autovacuum")
         info: dict[str, Any] = {
             s: self._one("SELECT current_setting(%s)", (s,)) for s in settings
         }  # fmt: skip

@@ -139,7 +139,8 @@ def render(results: dict[str, Any]) -> str:
     server = results.get("server", {})
     head = (
         f"taskq bench on {results['database']} (PostgreSQL {server.get('server_version', '?')}, "
-        f"synchronous_commit {server.get('synchronous_commit', '?')}); "
+        f"synchronous_commit {server.get('synchronous_commit', '?')}, "
+        f"autovacuum {server.get('autovacuum', '?')}); "
         f"{server.get('client_cpus', '?')} CPUs here; {results['wall_s']} s in all"
     )
     rows: list[list[str]] = []
