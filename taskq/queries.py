@@ -62,9 +62,20 @@ def _uuid_str(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
+def column_names(cursor: Any) -> list[str]:
+    """The result's column names, read from the libpq result itself: building
+    ``cursor.description`` creates a Column object per column on every query, which
+    cost more than the rest of a 30-column claim's Python side."""
+    res = cursor.pgresult
+    if res is None:
+        return []
+    enc = cursor.connection.info.encoding
+    return [(res.fname(i) or b"").decode(enc) for i in range(res.nfields)]
+
+
 def task_row_factory(cursor: Any) -> RowMaker[Task]:
     """Rows of ``tasks`` (any column subset containing the Task fields) as Task."""
-    names: list[str] = [c.name for c in cursor.description or ()]
+    names = column_names(cursor)
     refs = [i for i, n in enumerate(names) if n not in TASK_BUILTIN_COLUMNS and n[0] != "_"]
     idx = {n: i for i, n in enumerate(names)}
 
@@ -109,7 +120,7 @@ def task_row_factory(cursor: Any) -> RowMaker[Task]:
 
 
 def dict_row_factory(cursor: Any) -> RowMaker[dict[str, Any]]:
-    names = [c.name for c in cursor.description or ()]
+    names = column_names(cursor)
 
     def make(values: Sequence[Any]) -> dict[str, Any]:
         return dict(zip(names, values, strict=True))

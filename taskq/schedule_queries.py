@@ -14,7 +14,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import RowMaker
 
-from taskq.queries import Conn, load, render
+from taskq.queries import Conn, column_names, load, render
 from taskq.types import Schedule
 
 MAX_CHANNEL = 63
@@ -47,7 +47,7 @@ def schedule_row_factory(cursor: Any) -> RowMaker[Row]:
     """Rows of ``schedules`` as (Schedule, {extra column: value}); the extras are the
     statement's own columns, named with a leading underscore (``_created``, ``_now``).
     References come from ``reference_key``."""
-    names: list[str] = [c.name for c in cursor.description or ()]
+    names = column_names(cursor)
     idx = {n: i for i, n in enumerate(names)}
     extras = [(n, i) for i, n in enumerate(names) if n.startswith("_")]
 
