@@ -1,6 +1,8 @@
 """Gauges read from the database when Prometheus scrapes: one cheap query per scrape.
 
 - ``taskq_queue_tasks{queue,status}``: waiting and running tasks per queue, exact;
+  finished, failed and cancelled ones too while the table is at most 64 MiB
+  (``queries.EXACT_FINAL_COUNTS_BYTES``), above which the estimate below stands in;
 - ``taskq_queue_oldest_waiting_seconds{queue}``: age of the oldest runnable waiting
   task (``run_at`` passed), 0 when none;
 - ``taskq_tasks_stored_estimate{status}``: rows per status in the whole table, from the
@@ -33,7 +35,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from taskq.db import Database, _tcp_kwargs
-from taskq.queries import Queries
+from taskq.queries import EXACT_FINAL_COUNTS_BYTES, Queries
 from taskq.worker.identity import WORKER_STALE
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ class DatabaseCollector(Collector):
         metrics: Metrics | None = None,
         worker_stale: float = WORKER_STALE,
         timeout: float = SCRAPE_TIMEOUT,
+        exact_bytes: int = EXACT_FINAL_COUNTS_BYTES,
     ) -> None:
         if max_queues < 1:
             raise ValueError("max_queues must be at least 1")
@@ -68,6 +71,7 @@ class DatabaseCollector(Collector):
         self.metrics = metrics
         self.worker_stale = worker_stale
         self.timeout = timeout
+        self.exact_bytes = exact_bytes
         self._known: OrderedDict[str, None] = OrderedDict()  # queues reported before
         self._lock = Lock()
         self._conn: psycopg.Connection[Any] | None = None
@@ -80,7 +84,7 @@ class DatabaseCollector(Collector):
                     "SELECT set_config('statement_timeout', %s, true)",
                     (f"{int(self.timeout * 1000)}ms",),
                 )
-                return self.q.counts(conn, self.worker_stale, self.max_queues)
+                return self.q.counts(conn, self.worker_stale, self.max_queues, self.exact_bytes)
         # Its own connection, not one from the process's pool: a scrape never waits for
         # the pool (or holds a connection the work needs), and when the database is
         # unreachable it fails within the timeout instead of hanging the scrape.
@@ -101,7 +105,7 @@ class DatabaseCollector(Collector):
                 )
                 self._conn = own
             try:
-                return self.q.counts(own, self.worker_stale, self.max_queues)
+                return self.q.counts(own, self.worker_stale, self.max_queues, self.exact_bytes)
             except Exception:
                 own.close()
                 self._conn = None
@@ -130,7 +134,7 @@ class DatabaseCollector(Collector):
         yield up
         tasks = GaugeMetricFamily(
             f"{self.ns}_queue_tasks",
-            "Waiting and running tasks per queue (exact).",
+            "Tasks per queue and status (final statuses only while the table is small).",
             labels=["queue", "status"],
         )
         oldest = GaugeMetricFamily(
@@ -163,6 +167,8 @@ class DatabaseCollector(Collector):
                     overflow = True
             elif kind == "estimate":  # the count is in the first number column
                 stored.add_metric([str(r["status"])], _f(r["waiting"]))
+            elif kind == "final":  # the count is in the first number column
+                tasks.add_metric([str(r["queue"]), str(r["status"])], _f(r["waiting"]))
             elif kind == "workers":
                 live.add_metric([], _f(r["waiting"]))
         with self._lock:

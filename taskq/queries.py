@@ -159,6 +159,11 @@ def translate_errors(queue: str = "") -> Iterator[None]:
         ) from None
 
 
+EXACT_FINAL_COUNTS_BYTES = 64 * 1024 * 1024
+"""Up to this table size a scrape also counts finished, failed and cancelled tasks per
+queue exactly; above it only the planner's estimate per status is reported."""
+
+
 class Queries:
     """The runtime SQL of one schema, rendered once, with a typed function per query."""
 
@@ -405,10 +410,15 @@ class Queries:
         return cur.rowcount
 
     def counts(
-        self, conn: Conn, worker_stale: float, max_queues: int = 200
+        self,
+        conn: Conn,
+        worker_stale: float,
+        max_queues: int = 200,
+        exact_bytes: int = EXACT_FINAL_COUNTS_BYTES,
     ) -> list[dict[str, Any]]:
         """The gauges of one scrape (see the ``counts`` query)."""
-        params = {"stale": worker_stale, "max_queues": max_queues, "schema": self.schema}
+        params = {"stale": worker_stale, "max_queues": max_queues, "schema": self.schema,
+                  "exact_bytes": exact_bytes}  # fmt: skip
         return self._many(conn, "counts", params)
 
     def list_tasks(

@@ -356,6 +356,22 @@ CROSS JOIN LATERAL (
 ) AS s
 WHERE ns.nspname = %(schema)s AND c.relname = 'tasks' AND c.reltuples >= 0
 UNION ALL
+-- Finished, failed and cancelled tasks per queue, exactly, only while the table is
+-- small (at most `exact_bytes`): the uncorrelated size check is a one-time filter, so
+-- on a large table the aggregate never runs and the estimate above stands in.
+SELECT 'final', f.queue, f.status, f.n::float8, NULL, NULL
+FROM (
+    SELECT queue, status, count(*) AS n
+    FROM {tasks}
+    WHERE status IN ('finished', 'failed', 'cancelled')
+      AND (SELECT pg_relation_size(c.oid) FROM pg_class AS c
+           JOIN pg_namespace AS ns ON ns.oid = c.relnamespace
+           WHERE ns.nspname = %(schema)s AND c.relname = 'tasks') <= %(exact_bytes)s
+    GROUP BY queue, status
+    ORDER BY n DESC, queue, status
+    LIMIT %(max_queues)s * 3
+) AS f
+UNION ALL
 SELECT 'workers', NULL, NULL, count(*)::float8, NULL, NULL
 FROM {workers}
 WHERE stopped_at IS NULL AND last_seen_at >= now() - make_interval(secs => %(stale)s);
