@@ -168,7 +168,11 @@ class DatabaseCollector(Collector):
             elif kind == "estimate":  # the count is in the first number column
                 stored.add_metric([str(r["status"])], _f(r["waiting"]))
             elif kind == "final":  # the count is in the first number column
-                tasks.add_metric([str(r["queue"]), str(r["status"])], _f(r["waiting"]))
+                queue = str(r["queue"])
+                tasks.add_metric([queue, str(r["status"])], _f(r["waiting"]))
+                if queue not in per_queue:  # a queue with only ended tasks: zeros below
+                    per_queue[queue] = (0.0, 0.0, 0.0)
+                    reported.append(queue)
             elif kind == "workers":
                 live.add_metric([], _f(r["waiting"]))
         with self._lock:

@@ -334,6 +334,27 @@ per_queue AS MATERIALIZED (
 ),
 top AS MATERIALIZED (
     SELECT * FROM per_queue ORDER BY waiting + running DESC, queue LIMIT %(max_queues)s
+),
+-- Finished, failed and cancelled tasks per queue, exactly, only while the table is
+-- small (at most `exact_bytes`): the uncorrelated size check is a one-time filter, so
+-- on a large table the aggregate never runs and the estimate below stands in. Queues
+-- with only ended tasks get series while there is room under `max_queues`.
+final_counts AS MATERIALIZED (
+    SELECT queue, status, count(*) AS n
+    FROM {tasks}
+    WHERE status IN ('finished', 'failed', 'cancelled')
+      AND (SELECT pg_relation_size(c.oid) FROM pg_class AS c
+           JOIN pg_namespace AS ns ON ns.oid = c.relnamespace
+           WHERE ns.nspname = %(schema)s AND c.relname = 'tasks') <= %(exact_bytes)s
+    GROUP BY queue, status
+),
+final_queues AS (
+    SELECT queue FROM top
+    UNION ALL
+    (SELECT DISTINCT queue FROM final_counts
+     WHERE queue NOT IN (SELECT queue FROM top)
+     ORDER BY queue
+     LIMIT greatest(%(max_queues)s - (SELECT count(*) FROM top), 0))
 )
 SELECT 'queue' AS kind, queue, NULL::text AS status, waiting::float8 AS waiting,
        running::float8 AS running, extract(epoch FROM now() - oldest)::float8 AS oldest_age
@@ -356,21 +377,9 @@ CROSS JOIN LATERAL (
 ) AS s
 WHERE ns.nspname = %(schema)s AND c.relname = 'tasks' AND c.reltuples >= 0
 UNION ALL
--- Finished, failed and cancelled tasks per queue, exactly, only while the table is
--- small (at most `exact_bytes`): the uncorrelated size check is a one-time filter, so
--- on a large table the aggregate never runs and the estimate above stands in.
 SELECT 'final', f.queue, f.status, f.n::float8, NULL, NULL
-FROM (
-    SELECT queue, status, count(*) AS n
-    FROM {tasks}
-    WHERE status IN ('finished', 'failed', 'cancelled')
-      AND (SELECT pg_relation_size(c.oid) FROM pg_class AS c
-           JOIN pg_namespace AS ns ON ns.oid = c.relnamespace
-           WHERE ns.nspname = %(schema)s AND c.relname = 'tasks') <= %(exact_bytes)s
-    GROUP BY queue, status
-    ORDER BY n DESC, queue, status
-    LIMIT %(max_queues)s * 3
-) AS f
+FROM final_counts AS f
+WHERE f.queue IN (SELECT queue FROM final_queues)
 UNION ALL
 SELECT 'workers', NULL, NULL, count(*)::float8, NULL, NULL
 FROM {workers}
