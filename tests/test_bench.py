@@ -29,6 +29,7 @@ def test_bench_quick_json(database_url: str) -> None:
     drains = {
         "burndown": modes["burndown"],
         "finished": modes["finished"]["burndown"],
+        "finished.empty": modes["finished"]["empty_burndown"],
         "vacuum.without": modes["vacuum"]["without"],
         "vacuum.with": modes["vacuum"]["with"],
         "vacuum.after": modes["vacuum"]["after"],

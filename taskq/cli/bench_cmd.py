@@ -172,7 +172,8 @@ def render(results: dict[str, Any]) -> str:
             rows.append(["finished", f"burn-down with {_n(f['finished_rows'])} finished rows",
                          f"{_drain(f['burndown'])} = {_x(f['ratio'])} the empty table "
                          f"({_n(f['empty_tasks_per_s'])}/s)"])  # fmt: skip
-            add_sizes("finished", f["burndown"])
+            add_sizes("finished: empty", f["empty_burndown"])
+            add_sizes(f"finished: {_n(f['finished_rows'])}", f["burndown"])
     if "latency" in modes:
         r = modes["latency"]
         h, d = r["handler"], r["database"]
