@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip uninstall --quiet --yes taskq 2>/dev/null || true  # the distribution's old name
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -11,8 +11,9 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.schema import CreateSchema
 
-from taskq.config import resolve_schema, sqlalchemy_url
-from taskq.schema import metadata
+from taskq.core.config import resolve_schema
+from taskq.db.migrate import NO_PREPARE, sqlalchemy_url
+from taskq.db.schema import metadata
 
 config = context.config
 schema = resolve_schema(config.attributes.get("schema"))
@@ -30,7 +31,13 @@ def _run(connection: object) -> None:
     with context.begin_transaction():
         # One migrator at a time per schema: concurrent `taskq migrate` calls queue here.
         context.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))").bindparams(s=schema))
-        context.execute(CreateSchema(schema, if_not_exists=True))
+        # Only when it is missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the
+        # database even when the schema is there.
+        found = connection.execute(  # type: ignore[attr-defined]
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :s").bindparams(s=schema)
+        ).first()
+        if found is None:
+            context.execute(CreateSchema(schema))
         context.run_migrations()
 
 
@@ -40,7 +47,7 @@ def run_migrations_online() -> None:
         _run(given)
         return
     url = config.attributes.get("url") or sqlalchemy_url(None)
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = create_engine(url, poolclass=pool.NullPool, connect_args=NO_PREPARE)
     with engine.connect() as connection:
         _run(connection)
         connection.commit()

@@ -4,8 +4,12 @@ Enqueue inside your own transaction, claim with ``FOR UPDATE SKIP LOCKED``, writ
 outcomes under a fenced lease, schedule with cron. ``__all__`` is the public API.
 """
 
-from taskq.dequeuer import Dequeuer, Outcome
-from taskq.errors import (
+from typing import Any
+
+from taskq.actions.outcomes import Outcome
+from taskq.core.errors import (
+    EmbeddedUnavailable,
+    InvalidProgress,
     InvalidReference,
     InvalidSchedule,
     InvalidTask,
@@ -20,14 +24,9 @@ from taskq.errors import (
     TaskNotRunning,
     TaskqError,
     TypeNotSpecified,
+    UnknownTaskType,
 )
-from taskq.metrics import Metrics
-from taskq.queuer import Chain, Group, Queuer
-from taskq.references import add_reference_column, drop_reference_column
-from taskq.registry import Registry, TaskContext, TaskOptions, current_task, current_task_id
-from taskq.scheduler import Scheduler
-from taskq.tasks import Tasks, Workflow
-from taskq.types import (
+from taskq.core.types import (
     Progress,
     Schedule,
     Task,
@@ -35,22 +34,40 @@ from taskq.types import (
     TaskScheduleRequest,
     TaskStatus,
 )
+from taskq.core.workflows import Chain, Group, Workflow
+from taskq.db.ddl import add_reference_column, drop_reference_column
+from taskq.dequeuer import Dequeuer
+from taskq.ops.metrics import Metrics
+from taskq.queuer import Queuer
+from taskq.registry import (
+    RegisteredTask,
+    Registry,
+    TaskContext,
+    TaskOptions,
+    current_task,
+    current_task_id,
+)
+from taskq.scheduler import Scheduler
+from taskq.tasks import Tasks
 
 __version__ = "0.1.0"
 
 
-def migrate(url: str | None = None, schema: str | None = None, revision: str = "head") -> None:
+def migrate(url: str | None = None, schema: str | None = None, revision: str = "head") -> Any:
     """Upgrade taskq's tables to ``revision`` (idempotent; concurrent callers take
-    turns). Loads Alembic only when called."""
-    from taskq.migrations import migrate as run
+    turns; an up-to-date schema is left alone). Returns what changed
+    (``taskq.db.migrate.Migrated``). Loads Alembic only when called."""
+    from taskq.db.migrate import migrate as run
 
-    run(url, schema, revision)
+    return run(url, schema, revision)
 
 
 __all__ = [
     "Chain",
     "Dequeuer",
+    "EmbeddedUnavailable",
     "Group",
+    "InvalidProgress",
     "InvalidReference",
     "InvalidSchedule",
     "InvalidTask",
@@ -61,6 +78,7 @@ __all__ = [
     "Progress",
     "QueueNotSpecified",
     "Queuer",
+    "RegisteredTask",
     "Registry",
     "Schedule",
     "Scheduler",
@@ -79,6 +97,7 @@ __all__ = [
     "TaskqError",
     "Tasks",
     "TypeNotSpecified",
+    "UnknownTaskType",
     "Workflow",
     "__version__",
     "add_reference_column",

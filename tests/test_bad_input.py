@@ -16,8 +16,8 @@ from psycopg import errors as pgerr
 from psycopg import sql
 
 import taskq
-from taskq.metrics import MAX_LABEL_SETS, Metrics
-from taskq.requests import MAX_SPEC_BYTES
+from taskq.core.encode import MAX_SPEC_BYTES
+from taskq.ops.metrics import MAX_LABEL_SETS, Metrics
 
 NUL = "a\x00b"
 INJECTION = [
@@ -96,7 +96,7 @@ def test_nul_in_result_progress_and_error_of_a_running_task(
     assert failed.status == taskq.TaskStatus.FAILED
     assert failed.error is not None and "\x00" not in failed.error
     assert failed.error.startswith("boom a\\0b ")
-    assert len(failed.error) <= taskq.dequeuer.MAX_ERROR_LENGTH
+    assert len(failed.error) <= taskq.core.defaults.MAX_ERROR_LENGTH
 
 
 # ---- specs that are not JSON, or too deep ----------------------------------------------
@@ -230,7 +230,7 @@ def test_injection_shaped_reference_names_are_refused_before_sql(
 
 
 def test_a_real_reference_column_with_a_strange_name_is_quoted(
-    database_url: str, fresh_schema: str
+    make: Any, database_url: str, fresh_schema: str
 ) -> None:
     weird = 'we"ird; DROP TABLE tasks; --'
     with psycopg.connect(database_url, autocommit=True) as c:
@@ -239,7 +239,7 @@ def test_a_real_reference_column_with_a_strange_name_is_quoted(
                 sql.Identifier(fresh_schema, "tasks"), sql.Identifier(weird)
             )
         )
-    with taskq.Queuer(database_url, schema=fresh_schema) as q, taskq.Tasks(
+    with make.Queuer(database_url, schema=fresh_schema) as q, make.Tasks(
         database_url, schema=fresh_schema
     ) as tasks:  # fmt: skip
         t = q.enqueue(queue="refs", type="t", references={weird: "v'); --"})
@@ -249,12 +249,14 @@ def test_a_real_reference_column_with_a_strange_name_is_quoted(
 # ---- size ---------------------------------------------------------------------------
 
 
-def test_ten_megabyte_spec_is_refused_before_any_sql(stored: None, queuer: taskq.Queuer) -> None:
+def test_ten_megabyte_spec_is_refused_before_any_sql(
+    make: Any, stored: None, queuer: taskq.Queuer
+) -> None:
     spec = {"blob": "x" * 10_000_000}
     with pytest.raises(ValueError, match=f"limit is {MAX_SPEC_BYTES}"):
         queuer.enqueue(queue="big", type="t", spec=spec)
     # Refused before SQL: a Queuer whose database cannot be reached says the same, at once.
-    with taskq.Queuer("postgresql://taskq@127.0.0.1:1/none?connect_timeout=1", schema="x") as q:
+    with make.Queuer("postgresql://taskq@127.0.0.1:1/none?connect_timeout=1", schema="x") as q:
         started = time.monotonic()
         with pytest.raises(ValueError, match="limit"):
             q.enqueue(queue="big", type="t", spec=spec)
@@ -276,7 +278,7 @@ def test_spec_just_under_the_limit_is_stored(queuer: taskq.Queuer, tasks: taskq.
 def test_hundred_thousand_queue_names(database_url: str, fresh_schema: str) -> None:
     """Enqueue and dequeue by name keep working and metric label sets stay bounded
     (no timing assertions: this is about correctness under a flood of names)."""
-    from taskq.metrics_db import DEFAULT_MAX_QUEUES, DatabaseCollector
+    from taskq.ops.gauges import DEFAULT_MAX_QUEUES, DatabaseCollector
 
     metrics = Metrics()
     n = 100_000

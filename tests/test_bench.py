@@ -21,7 +21,7 @@ def test_bench_quick_json(database_url: str) -> None:
     out = json.loads(r.stdout)
     assert out["schema"].startswith("taskq_bench_")
     modes = out["modes"]
-    assert set(modes) == {"enqueue", "burndown", "finished", "latency", "vacuum"}
+    assert set(modes) == {"enqueue", "burndown", "finished", "stale", "latency", "vacuum"}
 
     for key in ("single", "batched"):
         _positive(modes["enqueue"][key]["tasks_per_s"], f"enqueue.{key}")
@@ -30,6 +30,7 @@ def test_bench_quick_json(database_url: str) -> None:
         "burndown": modes["burndown"],
         "finished": modes["finished"]["burndown"],
         "finished.empty": modes["finished"]["empty_burndown"],
+        "stale": modes["stale"]["burndown"],
         "vacuum.without": modes["vacuum"]["without"],
         "vacuum.with": modes["vacuum"]["with"],
         "vacuum.after": modes["vacuum"]["after"],
@@ -44,10 +45,15 @@ def test_bench_quick_json(database_url: str) -> None:
                 _positive(sizes[key], f"{name}.sizes.{when}.{key}")
             assert sizes["dead_tuples"] >= 0 and sizes["live_tuples"] >= 0
 
-    f = modes["finished"]
-    assert f["finished_rows"] == out["config"]["finished"]
-    for key in ("tasks_per_s", "empty_tasks_per_s", "ratio"):
-        _positive(f[key], f"finished.{key}")
+    for mode in ("finished", "stale"):
+        f = modes[mode]
+        assert f["finished_rows"] == out["config"]["finished"]
+        for key in ("tasks_per_s", "empty_tasks_per_s", "ratio"):
+            _positive(f[key], f"{mode}.{key}")
+    # the stale burn-down's planner statistics predate its burst: no waiting task in them
+    m = out["config"]["finished"]
+    assert modes["stale"]["burndown"]["sizes"]["before"]["planner_rows"] == m
+    assert modes["finished"]["burndown"]["sizes"]["before"]["planner_rows"] > m
 
     lat = modes["latency"]
     _positive(lat["achieved_rate"], "latency.achieved_rate")
@@ -67,6 +73,31 @@ def test_bench_quick_json(database_url: str) -> None:
             "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (out["schema"],)
         ).fetchone()
     assert left == (0,)
+
+
+def test_bench_async_enqueue_measures_both_faces_in_turn(database_url: str) -> None:
+    r = run_taskq(database_url, "taskq", "bench", "--quick", "--modes", "enqueue", "--async",
+                  "--tasks", "200", "--json", timeout=220)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    e = json.loads(r.stdout)["modes"]["enqueue"]
+    assert e["rounds"] == 3
+    for key in ("sync_single", "async_single", "sync_batched", "async_batched"):
+        assert len(e["tasks_per_s"][key]) == 3
+        _positive(e["median_tasks_per_s"][key], key)
+    for kind in ("single", "batched"):
+        _positive(e[f"async_over_sync_{kind}"], kind)
+    text = run_taskq(database_url, "taskq", "bench", "--quick", "--modes", "enqueue", "--async",
+                     "--tasks", "50", timeout=220)  # fmt: skip
+    assert text.returncode == 0 and "median of 3" in text.stdout and "async" in text.stdout
+
+
+def test_bench_burndown_with_prefetching_workers(database_url: str) -> None:
+    r = run_taskq(database_url, "taskq", "bench", "--quick", "--modes", "burndown",
+                  "--prefetch", "--json", timeout=220)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["config"]["prefetch"] is True
+    _positive(out["modes"]["burndown"]["tasks_per_s"], "burndown")
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,10 @@ from helpers import run_taskq
 import taskq
 from taskq import TaskStatus
 
+# The subject is the command line; taskq objects only look at it, so they keep to
+# the synchronous face (the API modules cover the asyncio face).
+pytestmark = pytest.mark.faces("sync")
+
 COMMANDS = ["migrate", "worker", "enqueue", "list", "show", "cancel", "retry", "purge",
             "workers", "demo"]  # fmt: skip
 

@@ -181,16 +181,16 @@ def test_refuses_something_that_is_not_a_database(cls: Any) -> None:
 
 
 def test_schema_comes_from_taskq_schema_when_not_given(
-    monkeypatch: pytest.MonkeyPatch, database_url: str, schema: str, queue_name: str
+    make: Any, monkeypatch: pytest.MonkeyPatch, database_url: str, schema: str, queue_name: str
 ) -> None:
     monkeypatch.setenv("TASKQ_SCHEMA", schema)
-    with taskq.Queuer(database_url) as queuer, taskq.Tasks(database_url, schema=schema) as tasks:
+    with make.Queuer(database_url) as queuer, make.Tasks(database_url, schema=schema) as tasks:
         assert queuer.schema == schema
         task = queuer.enqueue(queue=queue_name, type="t")
         assert tasks.get(task.id).id == task.id
 
 
 @pytest.mark.parametrize("bad", ["", "1abc", "a-b", 'x"; DROP SCHEMA public; --', "a" * 64])
-def test_an_invalid_schema_name_is_refused(database_url: str, bad: str) -> None:
+def test_an_invalid_schema_name_is_refused(make: Any, database_url: str, bad: str) -> None:
     with pytest.raises(ValueError):
-        taskq.Queuer(database_url, schema=bad)
+        make.Queuer(database_url, schema=bad)

@@ -1,6 +1,7 @@
 """Many threads claiming at once: every task is handed out exactly once.
 
-Each test has its own schema so "all tasks" means exactly the tasks it made.
+Each test has its own schema so "all tasks" means exactly the tasks it made. Through
+the asyncio face, the threads' calls are coroutines interleaved on one event loop.
 """
 
 from __future__ import annotations
@@ -49,12 +50,12 @@ def statuses(conn: psycopg.Connection[Any], schema: str) -> list[tuple[Any, ...]
 
 
 def test_eight_threads_sharing_one_dequeuer_claim_each_task_once(
-    database_url: str, fresh_schema: str
+    make: Any, database_url: str, fresh_schema: str
 ) -> None:
     n, threads = 3000, 8
     with (
-        taskq.Queuer(database_url, schema=fresh_schema) as queuer,
-        taskq.Dequeuer(database_url, schema=fresh_schema, pool_size=threads) as dequeuer,
+        make.Queuer(database_url, schema=fresh_schema) as queuer,
+        make.Dequeuer(database_url, schema=fresh_schema, pool_size=threads) as dequeuer,
         psycopg.connect(database_url, autocommit=True) as conn,
     ):
         made = queuer.enqueue_many([R("work", "t", i) for i in range(n)])
@@ -75,15 +76,15 @@ def test_eight_threads_sharing_one_dequeuer_claim_each_task_once(
 
 
 def test_batched_claims_by_separate_dequeuers_claim_each_task_once(
-    database_url: str, fresh_schema: str
+    make: Any, database_url: str, fresh_schema: str
 ) -> None:
     n, threads, batch = 3000, 4, 50
     with (
-        taskq.Queuer(database_url, schema=fresh_schema) as queuer,
+        make.Queuer(database_url, schema=fresh_schema) as queuer,
         psycopg.connect(database_url, autocommit=True) as conn,
     ):
         queuer.enqueue_many([R(f"q{i % 3}", "t", i) for i in range(n)])
-        dequeuers = [taskq.Dequeuer(database_url, schema=fresh_schema) for _ in range(threads)]
+        dequeuers = [make.Dequeuer(database_url, schema=fresh_schema) for _ in range(threads)]
         claims: list[list[str]] = [[] for _ in range(threads)]
 
         def work(i: int) -> None:
@@ -104,15 +105,15 @@ def test_batched_claims_by_separate_dequeuers_claim_each_task_once(
 
 
 def test_producers_and_blocking_consumers_lose_nothing(
-    database_url: str, fresh_schema: str
+    make: Any, database_url: str, fresh_schema: str
 ) -> None:
     producers, consumers, per_producer = 3, 5, 400
     total = producers * per_producer
     claimed: list[str] = []
     lock = threading.Lock()
     with (
-        taskq.Queuer(database_url, schema=fresh_schema) as queuer,
-        taskq.Dequeuer(database_url, schema=fresh_schema, pool_size=consumers) as dequeuer,
+        make.Queuer(database_url, schema=fresh_schema) as queuer,
+        make.Dequeuer(database_url, schema=fresh_schema, pool_size=consumers) as dequeuer,
         psycopg.connect(database_url, autocommit=True) as conn,
     ):
 

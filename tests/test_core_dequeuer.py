@@ -11,12 +11,14 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import faces
 import psycopg
 import pytest
+from helpers import direct_url
 from psycopg import sql
 
 import taskq
-from taskq.dequeuer import MAX_ERROR_LENGTH
+from taskq.core.defaults import MAX_ERROR_LENGTH
 
 R = taskq.TaskEnqueueRequest
 S = dt.timedelta(seconds=1)
@@ -44,10 +46,10 @@ def running(queuer: taskq.Queuer, dequeuer: taskq.Dequeuer, queue: str, **kw: An
 
 
 @pytest.fixture(scope="module")
-def slow_poll_dequeuer(database_url: str, schema: str) -> Iterator[taskq.Dequeuer]:
+def slow_poll_dequeuer(face: str, database_url: str, schema: str) -> Iterator[taskq.Dequeuer]:
     """A dequeuer whose safety-net poll is far longer than any test waits: only a
     NOTIFY can wake it in time. Its LISTEN connection is up before the test starts."""
-    with taskq.Dequeuer(database_url, schema=schema, poll_interval=300) as d:
+    with faces.build(face, "Dequeuer", database_url, schema=schema, poll_interval=300) as d:
         listener = d.listener()
         assert listener is not None and listener.connected
         yield d
@@ -136,10 +138,12 @@ def test_priority_order_holds_across_the_queues_named(
     assert [t.spec for t in drain(dequeuer, a, b)] == ["b-high", "a-high", "a-low", "b-low"]
 
 
-def test_dequeue_with_no_queue_takes_from_any_queue(database_url: str, fresh_schema: str) -> None:
+def test_dequeue_with_no_queue_takes_from_any_queue(
+    make: Any, database_url: str, fresh_schema: str
+) -> None:
     with (
-        taskq.Queuer(database_url, schema=fresh_schema) as queuer,
-        taskq.Dequeuer(database_url, schema=fresh_schema) as dequeuer,
+        make.Queuer(database_url, schema=fresh_schema) as queuer,
+        make.Dequeuer(database_url, schema=fresh_schema) as dequeuer,
     ):
         queuer.enqueue_many([R(f"any-{i}", "t", i, priority=i) for i in range(5)])
         got = drain(dequeuer)
@@ -261,14 +265,14 @@ def test_heartbeat_records_progress_and_time(
 ) -> None:
     claimed = running(queuer, dequeuer, queue_name)
     assert claimed.last_heartbeat_at is not None
-    dequeuer.heartbeat(claimed, {"percent": 10})
+    dequeuer.heartbeat(claimed, {"percent": 0.1})
     first = tasks.get(claimed.id)
-    assert first.progress == {"percent": 10}
+    assert first.progress == {"percent": 0.1}
     assert first.last_heartbeat_at is not None
     assert first.last_heartbeat_at > claimed.last_heartbeat_at
     dequeuer.heartbeat(claimed.id)  # by id; no progress keeps the last one
     second = tasks.get(claimed.id)
-    assert second.progress == {"percent": 10}
+    assert second.progress == {"percent": 0.1}
     assert second.last_heartbeat_at is not None
     assert second.last_heartbeat_at > first.last_heartbeat_at
 
@@ -553,8 +557,11 @@ def test_notifications_carry_ids_and_queue_names_never_specs(
     queue_name: str,
 ) -> None:
     big = "S" * 100_000  # far over NOTIFY's 8,000-byte payload limit
-    with psycopg.connect(database_url, autocommit=True) as listen:
-        for channel in (dequeuer.queries.channel, dequeuer.queries.events):
+    with psycopg.connect(direct_url(database_url), autocommit=True) as listen:
+        for channel in (
+            dequeuer.database.settings.stmts.tasks.channel,
+            dequeuer.database.settings.stmts.tasks.events,
+        ):
             listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         task = queuer.enqueue(R(queue_name, "t", {"blob": big}))
         claimed = dequeuer.dequeue(queue_name, timeout=0)
@@ -562,8 +569,8 @@ def test_notifications_carry_ids_and_queue_names_never_specs(
         dequeuer.heartbeat(claimed, {"blob": big})
         dequeuer.finish(claimed, None, {"blob": big})
         got = [(n.channel, n.payload) for n in listen.notifies(timeout=5, stop_after=3)]
-    assert (dequeuer.queries.channel, queue_name) in got
-    assert (dequeuer.queries.events, task.id) in got
+    assert (dequeuer.database.settings.stmts.tasks.channel, queue_name) in got
+    assert (dequeuer.database.settings.stmts.tasks.events, task.id) in got
     assert all(len(p.encode()) <= 8000 and "SSSS" not in p for _, p in got)
 
 

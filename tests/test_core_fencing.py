@@ -152,6 +152,7 @@ def test_write_with_the_old_claim_after_rescue_raises_lease_lost_and_changes_not
 
 @pytest.mark.parametrize("write", list(WRITES))
 def test_write_with_the_old_claim_after_another_claim_raises_lease_lost(
+    make: Any,
     queuer: taskq.Queuer,
     dequeuer: taskq.Dequeuer,
     database_url: str,
@@ -164,7 +165,7 @@ def test_write_with_the_old_claim_after_another_claim_raises_lease_lost(
     stalled = running(queuer, dequeuer, queue_name, max_attempts=3)
     make_stale(conn, schema, stalled.id)
     assert dequeuer.rescue() == 1
-    with taskq.Dequeuer(database_url, schema=schema) as other_worker:
+    with make.Dequeuer(database_url, schema=schema) as other_worker:
         current = other_worker.dequeue(queue_name, timeout=0)
         assert current is not None and current.id == stalled.id
         assert current.lease != stalled.lease
@@ -275,12 +276,12 @@ def test_rescue_after_finish_changes_nothing(
 
 
 def test_two_rescuers_at_once_never_rescue_a_task_twice(
-    database_url: str, fresh_schema: str
+    make: Any, database_url: str, fresh_schema: str
 ) -> None:
     n = 400
     with (
-        taskq.Queuer(database_url, schema=fresh_schema) as queuer,
-        taskq.Dequeuer(database_url, schema=fresh_schema) as dequeuer,
+        make.Queuer(database_url, schema=fresh_schema) as queuer,
+        make.Dequeuer(database_url, schema=fresh_schema) as dequeuer,
         psycopg.connect(database_url, autocommit=True) as conn,
     ):
         queuer.enqueue_many([R("rescue", "t", i, max_attempts=3) for i in range(n)])
@@ -288,7 +289,7 @@ def test_two_rescuers_at_once_never_rescue_a_task_twice(
         assert len(claimed) == n
         make_stale(conn, fresh_schema, *(t.id for t in claimed))
 
-        rescuers = [taskq.Dequeuer(database_url, schema=fresh_schema) for _ in range(2)]
+        rescuers = [make.Dequeuer(database_url, schema=fresh_schema) for _ in range(2)]
         barrier = threading.Barrier(len(rescuers))
         counts: list[int] = []
 
@@ -313,13 +314,15 @@ def test_two_rescuers_at_once_never_rescue_a_task_twice(
         assert rows == [("waiting", 1, n)]
 
 
-def test_rescue_of_hundreds_of_stale_tasks_at_once(database_url: str, fresh_schema: str) -> None:
+def test_rescue_of_hundreds_of_stale_tasks_at_once(
+    make: Any, database_url: str, fresh_schema: str
+) -> None:
     # A crashed worker with a high concurrency leaves many tasks stale at once; the
     # rescue (and its notification of watchers) must take them all back in one go.
     n = 600
     with (
-        taskq.Queuer(database_url, schema=fresh_schema) as queuer,
-        taskq.Dequeuer(database_url, schema=fresh_schema) as dequeuer,
+        make.Queuer(database_url, schema=fresh_schema) as queuer,
+        make.Dequeuer(database_url, schema=fresh_schema) as dequeuer,
         psycopg.connect(database_url, autocommit=True) as conn,
     ):
         queuer.enqueue_many([R("crash", "t", i, max_attempts=2) for i in range(n)])

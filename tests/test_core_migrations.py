@@ -20,9 +20,8 @@ from helpers import ROOT, taskq_env
 from psycopg import sql
 
 import taskq
-from taskq.config import sqlalchemy_url
-from taskq.migrations import alembic_config, current, downgrade
-from taskq.schema import metadata
+from taskq.db.migrate import alembic_config, current, downgrade, sqlalchemy_url
+from taskq.db.schema import metadata
 
 TABLES = ("tasks", "workers", "groups")  # at least these; later revisions may add more
 

@@ -15,8 +15,8 @@ import pytest
 from psycopg import sql
 
 import taskq
-from taskq.requests import MAX_SPEC_BYTES
-from taskq.types import INT32_MAX, INT32_MIN
+from taskq.core.encode import MAX_SPEC_BYTES
+from taskq.core.types import INT32_MAX, INT32_MIN
 
 R = taskq.TaskEnqueueRequest
 
@@ -358,9 +358,9 @@ def test_boundary_values_are_accepted(queuer: taskq.Queuer, queue_name: str) -> 
 
 
 def test_spec_limit_is_configurable_per_queuer(
-    database_url: str, schema: str, conn: psycopg.Connection[Any], queue_name: str
+    make: Any, database_url: str, schema: str, conn: psycopg.Connection[Any], queue_name: str
 ) -> None:
-    with taskq.Queuer(database_url, schema=schema, max_spec_bytes=100) as small:
+    with make.Queuer(database_url, schema=schema, max_spec_bytes=100) as small:
         small.enqueue(R(queue_name, "t", "a" * 90))
         with pytest.raises(ValueError, match="100"):
             small.enqueue(R(queue_name, "t", "a" * 200))
@@ -373,8 +373,9 @@ def test_injection_shaped_queue_and_type_are_stored_verbatim(
     tasks: taskq.Tasks,
     conn: psycopg.Connection[Any],
     schema: str,
+    queue_name: str,
 ) -> None:
-    queue = "q'); DROP TABLE tasks; --"
+    queue = f"{queue_name}'); DROP TABLE tasks; --"
     type_ = 'x"; DELETE FROM tasks; -- %s %(id)s {tasks}'
     task = queuer.enqueue(R(queue, type_, {"sql": "'; DROP SCHEMA public; --"}))
     assert tasks.get(task.id).queue == queue

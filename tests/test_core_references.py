@@ -20,8 +20,8 @@ from alembic.runtime.migration import MigrationContext
 from psycopg import sql
 
 import taskq
-from taskq.config import sqlalchemy_url
-from taskq.references import reference_ddl
+from taskq.db.ddl import reference_ddl
+from taskq.db.migrate import sqlalchemy_url
 
 R = taskq.TaskEnqueueRequest
 
@@ -92,12 +92,12 @@ def add_reference(env: Env, column: str = "account_id") -> None:
 
 
 @pytest.fixture
-def env(database_url: str, fresh_schema: str) -> Iterator[Env]:
+def env(make: Any, database_url: str, fresh_schema: str) -> Iterator[Env]:
     accounts = f"accounts_{uuid.uuid4().hex[:8]}"
     with (
         psycopg.connect(database_url, autocommit=True) as conn,
-        taskq.Queuer(database_url, schema=fresh_schema) as queuer,
-        taskq.Tasks(database_url, schema=fresh_schema) as tasks,
+        make.Queuer(database_url, schema=fresh_schema) as queuer,
+        make.Tasks(database_url, schema=fresh_schema) as tasks,
     ):
         conn.execute(
             sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY)").format(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Iterator
@@ -26,10 +27,11 @@ def running(queuer: taskq.Queuer, dequeuer: taskq.Dequeuer, queue: str, **kw: An
 
 
 @pytest.fixture
-def notify_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def notify_only(tasks: taskq.Tasks, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the waiters' safety-net re-read far longer than any test waits, so a
     waiter that returns in time was woken by NOTIFY."""
-    monkeypatch.setattr(taskq.tasks, "DEFAULT_POLL", 300.0)
+    slow = dataclasses.replace(tasks.database.settings, poll_interval=300.0)
+    monkeypatch.setattr(tasks.database, "settings", slow)
 
 
 class Background:

@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool
 from sqlalchemy.orm import Session
 
 import taskq
-from taskq.config import sqlalchemy_url
+from taskq.db.migrate import sqlalchemy_url
 
 R = taskq.TaskEnqueueRequest
 
@@ -152,6 +152,7 @@ def test_autocommit_connection_enqueue_is_durable_at_once(
 
 
 def test_commit_wakes_a_blocked_dequeuer(
+    make: Any,
     database_url: str,
     caller: psycopg.Connection[Any],
     schema: str,
@@ -159,7 +160,7 @@ def test_commit_wakes_a_blocked_dequeuer(
 ) -> None:
     # A poll interval far beyond the join below: only the NOTIFY sent at commit can
     # wake the dequeuer in time (a liveness check, not a speed measurement).
-    with taskq.Dequeuer(database_url, schema=schema, poll_interval=120) as dequeuer:
+    with make.Dequeuer(database_url, schema=schema, poll_interval=120) as dequeuer:
         dequeuer.listener()  # LISTEN is up before anything is enqueued
         got: list[taskq.Task | None] = []
         thread = threading.Thread(

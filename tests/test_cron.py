@@ -1,4 +1,4 @@
-"""taskq.cron: checking expressions and time zones, and fire times across DST changes.
+"""taskq.core.cron: checking expressions and time zones, and fire times across DST changes.
 
 The fire times are compared with an oracle that walks the clock minute by minute (or
 second by second) and states the policy of taskq/cron.py directly:
@@ -17,7 +17,7 @@ import pytest
 from croniter import croniter
 
 from taskq import InvalidSchedule
-from taskq.cron import fire_times, next_fire, parse
+from taskq.core.cron import fire_times, next_fire, parse
 
 UTC = dt.UTC
 ZONES = ("America/New_York", "Europe/Berlin", "Europe/Dublin", "Australia/Lord_Howe")

@@ -23,7 +23,7 @@ from helpers import taskq_cmd, taskq_env, wait_for
 
 import taskq
 from taskq import TaskEnqueueRequest, TaskStatus
-from taskq.logs import JsonFormatter, TextFormatter, redact
+from taskq.ops.logs import JsonFormatter, TextFormatter, redact
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex  # goes into specs; must never be logged
 

@@ -27,11 +27,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import taskq
+import taskq.db
 from taskq import TaskEnqueueRequest
 from taskq.db import Database
-from taskq.metrics import MAX_LABEL_SETS, OTHER, Metrics
-from taskq.metrics_db import DEFAULT_MAX_QUEUES, DatabaseCollector
-from taskq.queries import Queries
+from taskq.ops.gauges import DEFAULT_MAX_QUEUES, DatabaseCollector
+from taskq.ops.metrics import MAX_LABEL_SETS, OTHER, Metrics
+from taskq.sql import statements
 
 # ---- helpers ------------------------------------------------------------------------
 
@@ -263,12 +264,12 @@ def test_gauge_query_does_not_read_finished_history(database_url: str, fresh_sch
             (f'"{schema}".tasks',),
         ).fetchone()
         assert pages is not None
-        q = Queries(schema)
+        q = statements(schema).gauges
         # exact_bytes=0: this table stands for one too large to count its history exactly
         params = {"stale": 30, "max_queues": 200, "schema": schema, "events": "", "channel": "",
                   "exact_bytes": 0}  # fmt: skip
         row = c.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + q._tasks["counts"], params
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + q.text("counts"), params
         ).fetchone()
     assert row is not None
     plan = row[0][0]["Plan"]
@@ -462,7 +463,7 @@ def _in_an_hour() -> Any:
 
 
 def test_healthz_turns_503_when_the_database_stops(worker_process: Any) -> None:
-    from taskq.embedded import embedded_url, stop
+    from taskq.db.embedded import embedded_url, stop
 
     folder = Path(tempfile.mkdtemp(prefix="taskq-metrics-pg-"))
     pgdata = folder / "data"
@@ -609,6 +610,9 @@ def test_operator_files_name_only_exported_metrics(database_url: str, fresh_sche
                  "taskq_tasks_stored_estimate", "taskq_workers_live", "taskq_database_up"):  # fmt: skip
         assert must in exported, must
 
+    from support.serve import server_metric_names
+
+    exported |= server_metric_names()  # taskq serve's /metrics: the dashboard's HTTP row
     dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 8
@@ -714,9 +718,11 @@ def test_gauges_count_final_statuses_per_queue_while_the_table_is_small(
             "SELECT 'done', 't', (ARRAY['finished', 'failed', 'cancelled'])[1 + i % 3], 1, now() "
             "FROM generate_series(0, 8) AS i"
         )
-        q = Queries(schema)
-        small = {(r["queue"], r["status"]): r["waiting"] for r in q.counts(c, 30)
+        db = taskq.db.Database(c)
+        counts = statements(schema).gauges.counts
+        small = {(r["queue"], r["status"]): r["waiting"]
+                 for r in db.query(counts(30, 200, 64 * 1024 * 1024))
                  if r["kind"] == "final"}  # fmt: skip
-        large = [r for r in q.counts(c, 30, exact_bytes=0) if r["kind"] == "final"]
+        large = [r for r in db.query(counts(30, 200, 0)) if r["kind"] == "final"]
     assert small == {("done", "finished"): 3, ("done", "failed"): 3, ("done", "cancelled"): 3}
     assert large == []

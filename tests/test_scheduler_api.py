@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from helpers import direct_url
 from psycopg import sql
 
 import taskq
-from taskq.references import reference_ddl
-from taskq.schedule_queries import schedules_channel
+from taskq.core.names import schedules_channel
+from taskq.db.ddl import reference_ddl
 
 R = taskq.TaskScheduleRequest
 UTC = dt.UTC
@@ -35,8 +36,10 @@ def accounts(database_url: str, schema: str) -> str:
 
 
 @pytest.fixture
-def scheduler(database_url: str, schema: str, accounts: str) -> Iterator[taskq.Scheduler]:
-    with taskq.Scheduler(database_url, schema=schema) as s:
+def scheduler(
+    make: Any, database_url: str, schema: str, accounts: str
+) -> Iterator[taskq.Scheduler]:
+    with make.Scheduler(database_url, schema=schema) as s:
         yield s
 
 
@@ -214,7 +217,9 @@ def test_invalid_schedule_names_the_schedule(scheduler: taskq.Scheduler) -> None
     )
 
 
-def test_joins_the_callers_transaction(database_url: str, schema: str, queue_name: str) -> None:
+def test_joins_the_callers_transaction(
+    make: Any, database_url: str, schema: str, queue_name: str
+) -> None:
     with psycopg.connect(database_url) as c:
         s = taskq.Scheduler(c, schema=schema)
         s.schedule(R(queue_name, "t", "* * * * *"))
@@ -223,14 +228,14 @@ def test_joins_the_callers_transaction(database_url: str, schema: str, queue_nam
         assert s.list_schedules(queue_name) == []
         s.schedule(R(queue_name, "t", "* * * * *"))
         c.commit()
-    with taskq.Scheduler(database_url, schema=schema) as other:
+    with make.Scheduler(database_url, schema=schema) as other:
         assert len(other.list_schedules(queue_name)) == 1
 
 
 def test_changes_notify_sleeping_schedulers(
     scheduler: taskq.Scheduler, database_url: str, schema: str, queue_name: str
 ) -> None:
-    with psycopg.connect(database_url, autocommit=True) as listen:
+    with psycopg.connect(direct_url(database_url), autocommit=True) as listen:
         listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(schedules_channel(schema))))
         req = R(queue_name, "t", "* * * * *")
         scheduler.schedule(req)

@@ -30,7 +30,7 @@ class Server:
     socket_dir: str
 
     def pg_ctl(self, *args: str) -> None:
-        from taskq.embedded import server_bin_dir
+        from taskq.db.embedded import server_bin_dir
 
         subprocess.run(
             [str(server_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), *args],
@@ -48,7 +48,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    from taskq.embedded import _server, embedded_url
+    from taskq.db.embedded import _server, embedded_url
 
     folder = Path(tempfile.mkdtemp(prefix="taskq-sched-pg-"))
     os.chmod(folder, 0o755)  # the server may run as another user (when tests run as root)

@@ -12,10 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from psycopg import sql
 from sqlalchemy import create_engine, pool
 
-from taskq.config import sqlalchemy_url
-from taskq.migrations import current, downgrade, migrate
-from taskq.schedule_queries import ScheduleQueries
-from taskq.schema import SCHEDULE_BUILTIN_COLUMNS, metadata
+from taskq.db.migrate import current, downgrade, migrate, sqlalchemy_url
+from taskq.db.schema import SCHEDULE_BUILTIN_COLUMNS, metadata
+from taskq.sql import statements
 
 
 def _diff(url: str, schema: str) -> list[Any]:
@@ -58,7 +57,7 @@ def test_downgrade_to_0001_and_back(database_url: str, fresh_schema: str) -> Non
 
 
 def test_claim_uses_the_due_index(database_url: str, fresh_schema: str) -> None:
-    sq = ScheduleQueries(fresh_schema)
+    sq = statements(fresh_schema).schedules
     table = sql.Identifier(fresh_schema, "schedules")
     with psycopg.connect(database_url) as c:
         c.execute(
@@ -73,7 +72,7 @@ def test_claim_uses_the_due_index(database_url: str, fresh_schema: str) -> None:
         plan = "\n".join(
             r[0]
             for r in c.execute(
-                "EXPLAIN " + sq._q["claim_due"], {"now": None, "limit": 100}
+                "EXPLAIN " + sq.text("claim_due"), {"now": None, "limit": 100}
             ).fetchall()
         )
         assert "schedules_due_idx" in plan, plan

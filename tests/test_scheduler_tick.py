@@ -1,4 +1,4 @@
-"""The cron tick (taskq.ticker) with an injected clock: one task per tick, catch-up after a
+"""The cron tick (taskq.services.ticker) with an injected clock: one task per tick, catch-up after a
 gap, skip_missed, DST through the database, the (schedule, tick) guard, references and
 cascade delete, metrics, and waking on NOTIFY."""
 
@@ -15,11 +15,11 @@ import pytest
 from psycopg import sql
 
 import taskq
-from taskq.cron import fire_times, parse
+from taskq.core.cron import fire_times, parse
 from taskq.db import Database
-from taskq.metrics import Metrics
-from taskq.references import reference_ddl
-from taskq.ticker import CronTicker, task_id_for
+from taskq.db.ddl import reference_ddl
+from taskq.ops.metrics import Metrics
+from taskq.services.ticker import CronTicker, task_id_for
 
 R = taskq.TaskScheduleRequest
 UTC = dt.UTC
@@ -46,12 +46,6 @@ def ticker(db: Database) -> Iterator[CronTicker]:
     t = CronTicker(db, listen=False)
     yield t
     t.close()
-
-
-@pytest.fixture
-def scheduler(database_url: str, schema: str) -> Iterator[taskq.Scheduler]:
-    with taskq.Scheduler(database_url, schema=schema) as s:
-        yield s
 
 
 def scheduled_tasks(tasks: taskq.Tasks, queue: str) -> list[taskq.Task]:

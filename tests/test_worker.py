@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,57 +12,14 @@ from typing import Any
 import psycopg
 import pytest
 import taskq_test_app
-from helpers import taskq_cmd, taskq_env, wait_for
+from helpers import Workers, taskq_cmd, taskq_env, wait_for
 
 import taskq
 from taskq import TaskEnqueueRequest, TaskStatus
 
-
-class Workers:
-    """Starts worker subprocesses and makes sure none outlives the test."""
-
-    def __init__(self, url: str, schema: str) -> None:
-        self.url = url
-        self.schema = schema
-        self.procs: list[subprocess.Popen[str]] = []
-        self.logs: dict[int, Any] = {}
-
-    def start(self, *args: str, queue: str | None = None) -> subprocess.Popen[str]:
-        cmd = ["worker", "taskq_test_app:registry", "--rescue-interval", "0.5",
-               "--poll-interval", "0.5", *args]  # fmt: skip
-        if queue:
-            cmd += ["--queue", queue]
-        # Output goes to a file: a pipe nobody reads would fill up and block the worker.
-        log = tempfile.TemporaryFile("w+")
-        p = subprocess.Popen(
-            taskq_cmd(*cmd),
-            env=taskq_env(self.url, self.schema),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.procs.append(p)
-        self.logs[p.pid] = log
-        return p
-
-    def output(self, p: subprocess.Popen[str]) -> str:
-        log = self.logs[p.pid]
-        log.seek(0)
-        text: str = log.read()
-        return text
-
-    def stop(self, p: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str]:
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=timeout)
-        return p.returncode, self.output(p)
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for log in self.logs.values():
-            log.close()
+# The subject is the worker process; taskq objects only look at it, so they keep to
+# the synchronous face (the API modules cover the asyncio face).
+pytestmark = pytest.mark.faces("sync")
 
 
 @pytest.fixture
@@ -258,8 +214,10 @@ def test_kill_9_mid_task_is_rescued_and_finished_by_another_worker(
     t = queuer.enqueue(
         queue=queue_name, type="record_pid", spec=3, max_attempts=2, heartbeat_timeout=2
     )
+    # mid-task: its handler started (a reserved task not started yet is not charged)
     running = wait_for(
-        lambda: (x := tasks.get(t.id)).status is TaskStatus.RUNNING and x, what="running"
+        lambda: (x := tasks.get(t.id)).status is TaskStatus.RUNNING and x.started_at and x,
+        what="running",
     )
     first.kill()
     first.wait()

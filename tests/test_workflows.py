@@ -230,8 +230,8 @@ def test_group_follow_up_runs_once_with_workers_racing(
     done = gated("after", queue=race, title="group-done")
     group = queuer.enqueue_group(members, on_complete=done)
     assert len(group.task_ids) == 20
-    # --prefetch 0: each worker claims only what its 4 slots run
-    procs = [start_worker(database_url, schema, race, 4, "--prefetch", "0") for _ in range(3)]
+    # each worker claims only what its 4 slots run
+    procs = [start_worker(database_url, schema, race, 4) for _ in range(3)]
     try:
         # Every slot of the three workers holds a member at the gate; then all of them
         # finish at once, and the last eight right after.
@@ -307,9 +307,14 @@ def test_last_two_members_finished_at_once_enqueue_the_follow_up_once(
             except BaseException as e:  # reported by the main thread
                 errors.append(e)
 
+        # the server's own pid for conn_b's transaction (behind a transaction pooler,
+        # conn_b.info.backend_pid is the pooler's, and the server connection is the
+        # transaction's: this statement opens it)
+        row = conn_b.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        pid_b = row[0]
         thread = threading.Thread(target=finish_b)
         thread.start()
-        pid_b = conn_b.info.backend_pid
         with psycopg.connect(database_url, autocommit=True) as look:
             wait_for(
                 lambda: look.execute(
@@ -337,12 +342,14 @@ def test_last_two_members_finished_at_once_enqueue_the_follow_up_once(
 
 
 def test_on_success_follow_up_is_enqueued_when_the_task_finishes(
-    worker: Any, queuer: taskq.Queuer, tasks: taskq.Tasks
+    worker: Any, queuer: taskq.Queuer, tasks: taskq.Tasks, gates: Gates
 ) -> None:
     title = f"next-{uuid.uuid4().hex[:8]}"
-    t = queuer.enqueue(TaskEnqueueRequest(queue=WF, type="echo", spec="first",
-                                          on_success=gated("second", title=title)))  # fmt: skip
+    gate = gates.new()  # the first task cannot finish before the check below
+    t = queuer.enqueue(gated("first", gate, on_success=gated("second", title=title)))
+    wait_for(lambda: status_of(tasks, t.id) is TaskStatus.RUNNING, TIMEOUT, what="running")
     assert tasks.list(queue=WF, title=title) == []
+    gates.open(gate)
     first = tasks.wait(t.id, timeout=TIMEOUT)
     assert first.status is TaskStatus.FINISHED
     follow = tasks.list(queue=WF, title=title)  # enqueued with the finish, not after it
@@ -393,7 +400,7 @@ def test_on_success_follow_up_commits_with_the_finish_and_only_once(
 
 
 def test_follow_ups_keep_the_registry_defaults(
-    database_url: str, schema: str, dequeuer: taskq.Dequeuer, tasks: taskq.Tasks
+    make: Any, database_url: str, schema: str, dequeuer: taskq.Dequeuer, tasks: taskq.Tasks
 ) -> None:
     """A follow-up is enqueued later, by whoever ends the task (no registry there):
     it is stored with its type's defaults, like any request the Queuer takes."""
@@ -405,7 +412,7 @@ def test_follow_ups_keep_the_registry_defaults(
         return None
 
     later = TaskEnqueueRequest(queue="", type="routed")  # the type's queue applies
-    with taskq.Queuer(database_url, schema=schema, registry=reg) as app_queuer:
+    with make.Queuer(database_url, schema=schema, registry=reg) as app_queuer:
         app_queuer.enqueue(TaskEnqueueRequest(queue=q, type="noop", on_success=later))
         group = app_queuer.enqueue_group([TaskEnqueueRequest(queue=q, type="noop")],
                                          on_complete=later)  # fmt: skip
@@ -484,7 +491,7 @@ def test_watch_survives_its_listen_connection_being_killed(
 
     def listeners() -> set[int]:
         rows = look.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'taskq-events'"
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'taskq-listen'"
         ).fetchall()
         return {r[0] for r in rows}
 
@@ -495,7 +502,7 @@ def test_watch_survives_its_listen_connection_being_killed(
         watch = tasks.watch(task_id, timeout=TIMEOUT)
         snapshots = [next(watch)]  # the watcher is listening now
         ours = listeners() - before
-        assert ours, "the watcher's LISTEN connection is named taskq-events"
+        assert ours, "the watcher's LISTEN connection is named taskq-listen"
         gates.open(gate)
         killed_at = reconnected_at = None
         for s in watch:
@@ -577,7 +584,7 @@ def test_progress_round_trips() -> None:
 def test_progress_fraction() -> None:
     # percent is the fraction done, 0.0 to 1.0, as in seed 000's Progress
     assert taskq.Progress(percent=0.25).fraction() == 0.25
-    assert taskq.Progress(percent=1.5).fraction() == 1.0
+    assert taskq.Progress(percent=1.0).fraction() == 1.0
     assert taskq.Progress(step=3, steps=4).fraction() == 0.75
     assert taskq.Progress(step=1, steps=0).fraction() is None
     assert taskq.Progress(done=True).fraction() == 1.0

@@ -7,7 +7,7 @@ Create Date: 2026-11-23
 
 from alembic import op
 
-from taskq.migrations import run_ddl
+from taskq.db.migrate import run_ddl
 
 revision = "0001"
 down_revision = None

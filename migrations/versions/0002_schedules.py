@@ -16,7 +16,7 @@ schedules_advance_check keeps a schedule's ticks moving forward.
 
 from alembic import op
 
-from taskq.migrations import run_ddl
+from taskq.db.migrate import run_ddl
 
 revision = "0002"
 down_revision = "0001"

@@ -14,7 +14,7 @@ partial indexes; an unfiltered listing of a large table scans it.
 
 from alembic import op
 
-from taskq.migrations import run_ddl
+from taskq.db.migrate import run_ddl
 
 revision = "0003"
 down_revision = "0002"

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from taskq.cli.common import die, positive_float, positive_int, print_json, table
+from taskq.cli.common import die, positive_float, positive_int
+from taskq.cli.output import print_json, table
 
 
 def register(sub: Any) -> None:
@@ -19,7 +20,8 @@ def register(sub: Any) -> None:
         "of its own (taskq_bench_<random>, dropped at the end, also on Ctrl-C; --schema "
         "is not used). Modes: enqueue (one per transaction, and batches of 500), "
         "burndown (N no-op tasks drained by W workers x C), finished (the same burn-down "
-        "with M finished tasks in the table), latency (enqueue at R tasks/s for T s to "
+        "with M finished tasks in the table), stale (the same, with the planner's "
+        "statistics taken before the burst), latency (enqueue at R tasks/s for T s to "
         "idle workers: p50/p95/p99), vacuum (burn-down with a long REPEATABLE READ "
         "transaction open, and after). Progress goes to stderr, results to stdout.",
     )
@@ -34,14 +36,19 @@ def register(sub: Any) -> None:
     p.add_argument("--duration", type=_seconds, metavar="T",
                    help="latency mode: seconds of enqueueing (default 15; quick 1)")  # fmt: skip
     p.add_argument("--finished", type=_count, metavar="M",
-                   help="finished mode: finished tasks in the table (default 100000; "
+                   help="finished and stale modes: finished tasks in the table (default 100000; "
                    "quick 5000; 0 skips the mode)")  # fmt: skip
     p.add_argument("--modes", type=_modes, metavar="A,B",
-                   help="comma-separated modes to run: enqueue, burndown, finished, latency, "
-                   "vacuum (default: all)")  # fmt: skip
+                   help="comma-separated modes to run: enqueue, burndown, finished, stale, "
+                   "latency, vacuum (default: all)")  # fmt: skip
     p.add_argument("--worker-log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="the workers' --log-level (default: theirs, INFO: a line per task "
                    "start and end)")  # fmt: skip
+    p.add_argument("--async", dest="asyncio", action="store_true",
+                   help="enqueue mode: AsyncQueuer and the sync Queuer in turn, three rounds "
+                   "each; medians and the async/sync ratios")  # fmt: skip
+    p.add_argument("--prefetch", action="store_true",
+                   help="start the workers with --prefetch (see taskq worker --help)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--quick", action="store_true",
                    help="small sizes, a few seconds in all (a smoke test)")  # fmt: skip
@@ -64,7 +71,7 @@ def _seconds(text: str) -> float:
 
 
 def _modes(text: str) -> tuple[str, ...]:
-    from taskq.bench import parse_modes
+    from taskq.tools.bench import parse_modes
 
     try:
         return parse_modes(text)
@@ -73,12 +80,15 @@ def _modes(text: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from taskq.bench import BenchConfig, BenchError, Progress, run, sigterm_as_interrupt
-    from taskq.config import database_url, describe_target
+    from taskq.core.config import database_url, describe_target
+    from taskq.tools.bench import BenchConfig, BenchError, Progress, run, sigterm_as_interrupt
 
     fields = ("tasks", "workers", "concurrency", "rate", "duration", "finished", "modes",
               "worker_log_level")  # fmt: skip
     given = {f: v for f in fields if (v := getattr(args, f)) is not None}
+    for flag in ("asyncio", "prefetch"):
+        if getattr(args, flag):
+            given[flag] = True
     try:
         config = BenchConfig.quick(**given) if args.quick else BenchConfig(**given)
     except ValueError as e:
@@ -86,8 +96,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     progress = Progress()
     url = database_url()
     if url is None:
-        from taskq.embedded import embedded_url
+        from taskq.db.embedded import embedded_url, require
 
+        require()
         progress.say("starting the embedded PostgreSQL")
         url = embedded_url()
         where = "the embedded PostgreSQL"
@@ -153,7 +164,13 @@ def render(results: dict[str, Any]) -> str:
             sizes.append([label, when, _bytes(s["table_bytes"]), _bytes(s["index_bytes"]),
                           _n(s["live_tuples"]), _n(s["dead_tuples"])])  # fmt: skip
 
-    if "enqueue" in modes:
+    if "enqueue" in modes and "median_tasks_per_s" in modes["enqueue"]:
+        e, med = modes["enqueue"], modes["enqueue"]["median_tasks_per_s"]
+        for key, what in (("single", "1 per transaction"), ("batched", "500 per transaction")):
+            rows.append(["enqueue", f"{what}, {_n(e['tasks'])} tasks, median of {e['rounds']}",
+                         f"sync {_n(med['sync_' + key])}/s, async {_n(med['async_' + key])}/s"
+                         f" = {_x(e['async_over_sync_' + key])}"])  # fmt: skip
+    elif "enqueue" in modes:
         e = modes["enqueue"]
         for key, what in (("single", "1 per transaction"), ("batched", "500 per transaction")):
             r = e[key]
@@ -164,16 +181,21 @@ def render(results: dict[str, Any]) -> str:
         rows.append(["burn-down", f"{_n(r['tasks'])} tasks, {r['workers']} worker(s) x "
                      f"{r['concurrency']}", _drain(r)])  # fmt: skip
         add_sizes("burn-down", r)
-    if "finished" in modes:
-        f = modes["finished"]
+    for key, what in (
+        ("finished", "fresh statistics"),
+        ("stale", "statistics from before the burst"),
+    ):
+        if key not in modes:
+            continue
+        f = modes[key]
         if "skipped" in f:
-            rows.append(["finished", "skipped", f["skipped"]])
-        else:
-            rows.append(["finished", f"burn-down with {_n(f['finished_rows'])} finished rows",
-                         f"{_drain(f['burndown'])} = {_x(f['ratio'])} the empty table "
-                         f"({_n(f['empty_tasks_per_s'])}/s)"])  # fmt: skip
-            add_sizes("finished: empty", f["empty_burndown"])
-            add_sizes(f"finished: {_n(f['finished_rows'])}", f["burndown"])
+            rows.append([key, "skipped", f["skipped"]])
+            continue
+        rows.append([key, f"burn-down with {_n(f['finished_rows'])} finished rows, {what}",
+                     f"{_drain(f['burndown'])} = {_x(f['ratio'])} the empty table "
+                     f"({_n(f['empty_tasks_per_s'])}/s)"])  # fmt: skip
+        add_sizes(f"{key}: empty", f["empty_burndown"])
+        add_sizes(f"{key}: {_n(f['finished_rows'])}", f["burndown"])
     if "latency" in modes:
         r = modes["latency"]
         h, d = r["handler"], r["database"]

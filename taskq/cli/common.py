@@ -1,4 +1,9 @@
-"""What the subcommands share: opening the database, errors, output."""
+"""What the subcommands share: options every command takes, opening the database,
+errors as one line, argument types and task ids.
+
+Exit statuses: 0 done, 1 refused or failed (one line on stderr), 2 bad usage,
+124 a ``--timeout`` ran out, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,20 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import sys
-from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn
+import os
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import psycopg
-import psycopg_pool
+from taskq.cli.output import progress_text as progress_text  # the demo's import
+from taskq.core.config import ENV_URL, database_url, describe_target, libpq_url, resolve_schema
+from taskq.core.defaults import CONNECT_TIMEOUT, ID_PREFIX_MIN
 
-from taskq.config import database_url, describe_target
-from taskq.db import Database
-from taskq.errors import TaskqError
-from taskq.types import Progress, Task
+if TYPE_CHECKING:
+    from taskq.db import Database
+
+USAGE = 2
+TIMED_OUT = 124
 
 
 class CliError(Exception):
@@ -29,40 +37,225 @@ def die(message: str, status: int = 1) -> NoReturn:
     raise CliError(message, status)
 
 
+# ---- options every command takes -------------------------------------------------------
+
+
+def add_global_options(p: argparse.ArgumentParser, *, on_subcommand: bool) -> None:
+    """``--database-url``, ``--schema`` and ``--verbose``: on ``taskq`` itself and again
+    on every subcommand (there without defaults, so ``taskq --schema s list`` and
+    ``taskq list --schema s`` both work)."""
+    kw: dict[str, Any] = {"default": argparse.SUPPRESS} if on_subcommand else {}
+    p.add_argument("--database-url", metavar="URL", **kw,
+                   help=f"the PostgreSQL URL (overrides ${ENV_URL}; when neither is set, an "
+                   "embedded PostgreSQL). postgresql://, postgres:// and SQLAlchemy's "
+                   "postgresql+psycopg:// forms are accepted")  # fmt: skip
+    p.add_argument("--schema", **kw,
+                   help="taskq's PostgreSQL schema (default: $TASKQ_SCHEMA or taskq)")  # fmt: skip
+    p.add_argument("-v", "--verbose", action="store_true", **kw,
+                   help="log more (commands other than worker and scheduler)")  # fmt: skip
+
+
+def add_read_url_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--read-url", metavar="URL",
+                   help="a read-only replica to read the tasks from; they may lag the primary "
+                   "by its replication delay (overrides $TASKQ_READ_URL)")  # fmt: skip
+
+
+def add_output_options(p: argparse.ArgumentParser, *, json_help: str = "print JSON") -> None:
+    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument("--local", action="store_true",
+                   help="times in this machine's time zone (default: UTC; ISO 8601 with the "
+                   "offset either way)")  # fmt: skip
+
+
+def configure_database_url(args: argparse.Namespace) -> None:
+    """Check the database URL once, before any command uses it, and make
+    ``--database-url`` the one every part of taskq (and every process it starts) reads."""
+    given = getattr(args, "database_url", None)
+    if given is not None:
+        try:
+            os.environ[ENV_URL] = libpq_url(given)
+        except ValueError as e:
+            die(f"--database-url: {e}", USAGE)
+        return
+    raw = os.environ.get(ENV_URL)
+    if raw:
+        try:
+            os.environ[ENV_URL] = libpq_url(raw)
+        except ValueError as e:
+            die(f"{ENV_URL}: {e}", USAGE)
+
+
+def target() -> str:
+    """Where the database is, for messages (never a password)."""
+    try:
+        url = database_url()
+    except ValueError:
+        return "an invalid database URL"
+    return describe_target(url) if url else "the embedded PostgreSQL"
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
+def describe(e: BaseException, schema: str | None = None) -> tuple[str, int] | None:
+    """The one line (and exit status) for an error a command can meet, or None for an
+    error nobody expected (a bug: ``taskq.cli.run`` reports those)."""
+    import psycopg
+    import psycopg_pool
+
+    from taskq.core.errors import TaskqError
+
+    orig = getattr(e, "orig", None)  # SQLAlchemy wraps the driver's error (migrate)
+    if isinstance(orig, psycopg.Error):
+        e = orig
+    if isinstance(e, psycopg_pool.PoolTimeout):
+        return f"cannot reach the database at {target()}: no connection could be made in time", 1
+    if isinstance(e, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
+        name = _schema_name(schema)
+        return f"schema {name!r} at {target()} has no taskq tables: run `taskq migrate`", 1
+    if isinstance(e, psycopg.errors.UndefinedColumn):
+        name = _schema_name(schema)
+        return f"schema {name!r} at {target()} is not up to date: run `taskq migrate`", 1
+    if isinstance(e, psycopg.OperationalError) and e.sqlstate is None:
+        return f"cannot reach the database at {target()}: {_first_line(e)}", 1
+    if isinstance(e, psycopg.errors.InsufficientPrivilege):
+        return f"{_first_line(e)}: this role lacks a grant for that (see `taskq roles`)", 1
+    if isinstance(e, psycopg.Error):
+        return f"the database at {target()} refused: {_first_line(e)}", 1
+    if isinstance(e, TaskqError | ValueError | TypeError | LookupError | TimeoutError):
+        return _first_line(e), 1
+    if type(e).__module__.startswith(("alembic", "sqlalchemy")):
+        return f"migration failed: {_first_line(e)}", 1
+    if isinstance(e, OSError):
+        return _first_line(e), 1
+    return None
+
+
+def _schema_name(schema: str | None) -> str:
+    try:
+        return resolve_schema(schema)
+    except ValueError:
+        return str(schema)
+
+
 @contextlib.contextmanager
-def handle_errors() -> Iterator[None]:
-    """One line per error, never a traceback; database passwords never shown."""
+def handle_errors(schema: str | None = None) -> Iterator[None]:
+    """One line per error a command can meet, never a traceback; database passwords
+    are never shown."""
+    from taskq.ops.logs import redact
+
     try:
         yield
-    except CliError:
-        raise
-    except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as e:
-        url = database_url()
-        where = describe_target(url) if url else "the embedded PostgreSQL"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if isinstance(e, psycopg_pool.PoolTimeout):
-            first = "no connection could be made in time"
-        raise CliError(f"cannot reach the database at {where}: {first}") from None
-    except (TaskqError, ValueError, TypeError, LookupError) as e:
-        raise CliError(str(e) or type(e).__name__) from None
+    except CliError as e:
+        raise CliError(redact(str(e)), e.status) from None
+    except Exception as e:
+        said = describe(e, schema)
+        if said is None:
+            raise
+        raise CliError(redact(said[0]), said[1]) from None
+
+
+# ---- the database ------------------------------------------------------------------------
+
+
+def check_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """One direct connection attempt, so an unreachable server is reported at once with
+    its reason (raises OperationalError) rather than after the pool's retries."""
+    from taskq.db.connection import connect
+
+    connect(url, connect_timeout=max(1, int(timeout))).close()
 
 
 def open_db(
-    args: argparse.Namespace, *, pool_size: int = 4, timeout: float = 10.0, check: bool = True
+    args: argparse.Namespace,
+    *,
+    pool_size: int = 4,
+    timeout: float = 10.0,
+    check: bool = True,
+    generic_plans: bool = False,
 ) -> Database:
-    """A pool on the configured database, after one direct connection attempt so an
-    unreachable server is reported at once with its reason (raises OperationalError)."""
+    """A pool on the configured database (``check``: after one direct connection
+    attempt, see ``check_reachable``; ``generic_plans``: see ``Database``)."""
     import logging
 
-    from taskq.embedded import embedded_url
+    from taskq.db import Database
+    from taskq.db.embedded import embedded_url
 
     # The pool retries in the background and would log every attempt: commands report
     # an outage themselves, once.
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
     url = database_url() or embedded_url()
     if check:
-        psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True).close()
-    return Database(url, getattr(args, "schema", None), max_size=pool_size, timeout=timeout)
+        check_reachable(url, timeout)
+    return Database(url, getattr(args, "schema", None), max_size=pool_size, timeout=timeout,
+                    read_url=getattr(args, "read_url", None),
+                    generic_plans=generic_plans)  # fmt: skip
+
+
+@contextlib.contextmanager
+def connected(args: argparse.Namespace, **kwargs: Any) -> Iterator[Database]:
+    """``open_db`` for the length of a ``with`` block."""
+    db = open_db(args, **kwargs)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def require_grants(db: Database, kind: str) -> None:
+    """Refuse to start a long-running process whose role lacks what it needs (one
+    line naming every missing grant), rather than failing task by task later.
+    Does nothing while the database cannot be reached (the process waits for it)."""
+    import psycopg
+    import psycopg_pool
+
+    from taskq.db.roles import needed
+    from taskq.db.side import SideConnection
+
+    pairs = [(t, p) for t, privileges in needed(kind).items() for p in privileges]
+    side = SideConnection(db, application_name="taskq-check")
+    try:
+        found = side.run(lambda: db.settings.stmts.catalog.missing_privileges(pairs), 5.0)
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout, TimeoutError):
+        return
+    finally:
+        side.close()
+    if any(absent for _, _, absent in found):
+        die(f"schema {db.schema!r} has no taskq tables: run `taskq migrate` first")
+    lacking = [f"{p} on {db.schema}.{t}" for t, p, _ in found]
+    if lacking:
+        die(f"this role cannot run a {kind}: it lacks " + ", ".join(lacking)
+            + f" (`taskq roles grant {kind} ROLE` prints the grants)")  # fmt: skip
+
+
+def task_id(db: Database, text: str) -> str:
+    """The id of the task ``text`` names: a whole id, or a prefix of at least
+    ``ID_PREFIX_MIN`` hex digits that only one task's id starts with."""
+    t = text.strip().lower()
+    try:
+        return str(uuid.UUID(t))
+    except ValueError:
+        pass
+    digits = t.replace("-", "")
+    if not digits or len(digits) > 32 or digits.strip("0123456789abcdef"):
+        die(f"{text!r} is not a task id (a UUID, or its first {ID_PREFIX_MIN} or more hex digits)")
+    if len(digits) < ID_PREFIX_MIN:
+        die(f"task id prefix {text!r} is too short: give at least {ID_PREFIX_MIN} hex digits")
+    found = db.query(db.settings.stmts.tasks.ids_with_prefix(digits, limit=2))
+    if not found:
+        die(f"no task id starts with {text!r}")
+    if len(found) > 1:
+        die(f"task id prefix {text!r} is ambiguous ({found[0]}, {found[1]}, ...): give more digits")
+    return found[0]
+
+
+# ---- argument types ----------------------------------------------------------------------
 
 
 def positive_int(text: str) -> int:
@@ -85,76 +278,79 @@ def positive_float(text: str) -> float:
     return value
 
 
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, got {value}")
+    return value
+
+
 def duration(text: str) -> dt.timedelta:
-    """'90s', '15m', '12h', '7d' or a number of seconds."""
+    """'90s', '15m', '12h', '7d', '1w' or a number of seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     t = text.strip().lower()
     try:
         if t and t[-1] in units:
-            return dt.timedelta(seconds=float(t[:-1]) * units[t[-1]])
-        return dt.timedelta(seconds=float(t))
-    except ValueError:
+            value = dt.timedelta(seconds=float(t[:-1]) * units[t[-1]])
+        else:
+            value = dt.timedelta(seconds=float(t))
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"expected a duration like 90s, 15m, 12h or 7d, got {text!r}"
         ) from None
-
-
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, Task):
-        d = {f: getattr(value, f) for f in value.__dataclass_fields__ if f != "lease"}
-        return to_jsonable(d)
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if hasattr(value, "value") and isinstance(value.value, str):
-        return value.value
     return value
 
 
-def print_json(value: Any) -> None:
-    json.dump(to_jsonable(value), sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+def seconds(text: str) -> float:
+    """A duration (see ``duration``) in seconds."""
+    return duration(text).total_seconds()
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[("" if c is None else str(c)) for c in r] for r in rows]
-    widths = [len(h) for h in headers]
-    for r in cells:
-        for i, c in enumerate(r):
-            widths[i] = max(widths[i], len(c))
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line.rstrip()]
-    for r in cells:
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    return "\n".join(out)
+def human_duration(value: dt.timedelta | float) -> str:
+    """``value`` the way ``duration`` reads it: 7d, 10s, 1.5h."""
+    total = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if total >= size and total % size == 0:
+            return f"{total // size:g}{unit}"
+    return f"{total:g}s"
 
 
-def bar(fraction: float | None, width: int = 20) -> str:
-    if fraction is None:
-        return "[" + " " * width + "]"
-    filled = int(round(max(0.0, min(1.0, fraction)) * width))
-    return "[" + "#" * filled + "-" * (width - filled) + f"] {fraction * 100:3.0f}%"
+def parse_time(text: str, local: bool, option: str) -> dt.datetime:
+    """An ISO 8601 time with its offset (``Z`` for UTC); without one, it is read as
+    this machine's local time only with ``--local``."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        die(f"{option}: expected an ISO 8601 time like 2026-03-01T12:00:00+00:00, got {text!r}",
+            USAGE)  # fmt: skip
+    if value.tzinfo is None:
+        if not local:
+            die(f"{option}: {text!r} has no offset: add one (e.g. +00:00 or Z), or pass "
+                "--local to read it as local time", USAGE)  # fmt: skip
+        value = value.astimezone()
+    return value
 
 
-def progress_text(value: Any) -> str:
-    p = Progress.from_json(value)
-    if p is not None:
-        parts = [bar(p.fraction())]
-        if p.step is not None and p.steps:
-            parts.append(f"step {p.step}/{p.steps}")
-        if p.status:
-            parts.append(p.status)
-        return " ".join(parts)
-    if value is None:
-        return ""
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
+def json_arg(text: str | None, option: str, default: Any = None) -> Any:
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        die(f"{option} is not valid JSON: {e}", USAGE)
 
 
-def short_time(value: dt.datetime | None) -> str:
-    if value is None:
-        return ""
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def references_arg(text: str | None) -> dict[str, Any]:
+    refs = json_arg(text, "--references", {})
+    if not isinstance(refs, dict):
+        die("--references must be a JSON object, e.g. '{\"account_id\": 7}'", USAGE)
+    return refs
+
+
+def references_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--references", metavar="JSON",
+                   help=f"{what}: reference columns and their values as a JSON object, "
+                   'e.g. \'{"account_id": 7}\' (default: none)')  # fmt: skip

@@ -3,7 +3,9 @@
 Starts (or reuses) the embedded PostgreSQL when TASKQ_DATABASE_URL is unset, migrates,
 runs a worker in this process and a scheduler process beside it, enqueues sample tasks
 (one fails once and succeeds on its retry, one is cancelled, one comes from a cron
-schedule), shows them moving, and exits 0 when they are done.
+schedule), shows them moving, and exits 0 when they are done. With the server extra
+installed it also runs ``taskq serve`` and prints the dashboard's address with a ready
+token (revoked when the demo ends); ``--stay`` keeps everything running until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,16 +19,84 @@ import time
 from typing import Any
 
 from taskq.cli.common import open_db, progress_text
-from taskq.config import database_url, describe_target, resolve_schema
-from taskq.types import TaskEnqueueRequest, TaskStatus
+from taskq.core.config import database_url, describe_target, resolve_schema
+from taskq.core.defaults import DEMO_TIMEOUT, SERVE_PORT
+from taskq.core.types import TaskEnqueueRequest, TaskStatus
 
 SCHEDULE = "* * * * * *"  # every second (6 fields: the last is seconds)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run a self-contained demo (embedded PostgreSQL by default)")
-    p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    p.add_argument(
+        "--timeout", type=float, default=DEMO_TIMEOUT, help="give up after this many seconds"
+    )
+    p.add_argument("--port", type=int, default=SERVE_PORT,
+                   help="the dashboard's port (default 8080, another free one if taken)")  # fmt: skip
+    p.add_argument("--no-serve", action="store_true", help="do not start the dashboard")
+    p.add_argument("--stay", action="store_true",
+                   help="keep the dashboard, worker and scheduler running after the samples, "
+                   "until Ctrl-C")  # fmt: skip
     p.set_defaults(func=cmd_demo)
+
+
+class _Dashboard:
+    """``taskq serve`` beside the demo, with a token made for it."""
+
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        import socket
+        import uuid
+
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                port = 0  # taken: any free port
+        self.token_name = f"demo-{uuid.uuid4().hex[:6]}"
+        self.env = env
+        made = subprocess.run(_cli("token", "create", "--name", self.token_name, "--scope",
+                                   "write"), env=env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        self.token = made.stdout.strip() if made.returncode == 0 else None
+        self.proc = subprocess.Popen(_cli("serve", "--port", str(port)), env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)  # fmt: skip
+        self.url = None
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "listening on " in line:
+            self.url = line.split("listening on ", 1)[1].split()[0]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self.token:
+            subprocess.run(_cli("token", "revoke", self.token_name), env=self.env,
+                           capture_output=True, timeout=60)  # fmt: skip
+
+
+def _start_dashboard(args: argparse.Namespace, env: dict[str, str]) -> _Dashboard | None:
+    from taskq.server import missing_dependency
+
+    if args.no_serve:
+        return None
+    reason = missing_dependency()
+    if reason is not None:
+        print(f"(no dashboard: {reason})", flush=True)
+        return None
+    dash = _Dashboard(env, args.port)
+    if dash.url is None or dash.token is None:
+        print("(the dashboard did not start; the demo goes on without it)", flush=True)
+        dash.stop()
+        return None
+    print(f"Dashboard: {dash.url}login#token={dash.token}", flush=True)
+    print(f"  (or open {dash.url} and sign in with the token {dash.token};", flush=True)
+    print("   it is revoked when the demo ends)", flush=True)
+    return dash
 
 
 def _cli(*args: str, **kw: Any) -> list[str]:
@@ -34,19 +104,20 @@ def _cli(*args: str, **kw: Any) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from taskq import logs
-    from taskq.demo import QUEUE, registry
-    from taskq.migrations import migrate
+    from taskq.db.migrate import migrate
+    from taskq.ops import logs
     from taskq.queuer import Queuer
     from taskq.tasks import Tasks
+    from taskq.tools.demo_app import QUEUE, registry
     from taskq.worker import Worker, WorkerConfig
 
     logs.setup("text", 30)  # warnings only: the screen is for the progress bars
     schema = resolve_schema(args.schema)
     url = database_url()
     if url is None:
-        from taskq.embedded import data_dir, embedded_url
+        from taskq.db.embedded import data_dir, embedded_url, require
 
+        require()
         print(f"Starting the embedded PostgreSQL (data in {data_dir()}) ...", flush=True)
         url = embedded_url()
         where = f"the embedded PostgreSQL, data in {data_dir()}"
@@ -56,6 +127,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     migrate(url, schema)
     print(f"Migrated schema {schema!r} on {where}.", flush=True)
 
+    dashboard = _start_dashboard(args, env)
     db = open_db(args, pool_size=6)
     worker = Worker(registry, db, WorkerConfig(queues=(QUEUE,), concurrency=4, grace=2.0))
     queuer = Queuer(db, registry=registry)
@@ -101,7 +173,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 rows.append(tick_done)
             lines = [
                 f"{(t.title or t.type)[:22]:<22} {t.status.value:<9} "
-                f"try {t.attempts}/{t.max_attempts}  {progress_text(t.progress)}"
+                f"try {t.attempts}/{t.max_attempts}  {progress_text(t)}"
                 for t in rows
             ]
             if tty:
@@ -147,8 +219,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  {prefix}{sch}taskq list")
         print(f"  {prefix}{sch}taskq show {sample[0].id}")
         print(f"  {prefix}{sch}taskq workers")
+        if database_url() is None:
+            print("The embedded PostgreSQL is still running, so those commands find the data;")
+            print("`taskq embedded status` shows it and `taskq embedded stop` stops it.")
+        if dashboard is not None and args.stay:
+            print(f"\nThe dashboard stays up at {dashboard.url}; Ctrl-C ends the demo.", flush=True)
+            try:
+                while dashboard.proc.poll() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                print()
         return 0 if ok else 1
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         if scheduler is not None:
             scheduler.send_signal(signal.SIGTERM)
             try:

@@ -1,19 +1,21 @@
--- Runtime SQL for <schema>.schedules. Each block starts with "-- name: NAME" and a line
--- saying what it is for. Placeholders in braces are identifiers or fragments composed
--- with psycopg.sql (never user text); %(x)s are bound parameters.
+-- Runtime SQL for <schema>.schedules. Each statement starts with "-- name: NAME", each
+-- reusable piece with "-- fragment: NAME", and the next line says what it is for.
+-- Placeholders in braces are identifiers or fragments composed with psycopg.sql (never
+-- user text); %(x)s are bound parameters. taskq/sql/schedules.py has exactly one typed
+-- function per statement.
 -- A schedule's identity is (queue, type, reference_key): reference_key is the JSON of
 -- its reference columns *after* PostgreSQL cast the given values to the columns' types,
 -- so {"account_id": "7"} and {"account_id": 7} name the same schedule of a bigint column.
 
--- name: reference_key
--- Fragment: the canonical reference_key of {record} (a row of the schedules type); only
+-- fragment: reference_key
+-- The canonical reference_key of {record} (a row of the schedules type); only
 -- the columns named in %(ref_names)s count, and NULL values are left out.
 (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{{}}'::jsonb)
  FROM jsonb_each(to_jsonb({record})) AS e
  WHERE e.key = ANY(%(ref_names)s::text[]) AND e.value <> 'null'::jsonb)
 
--- name: given_record
--- Fragment: the references given in %(refs)s as a row of the schedules type (their
+-- fragment: given_record
+-- The references given in %(refs)s as a row of the schedules type (their
 -- values cast to the columns' types; an impossible value fails here).
 jsonb_populate_record(NULL::{schedules}, %(refs)s::jsonb)
 
@@ -91,7 +93,7 @@ told AS (
 )
 SELECT u.*, (SELECT count(*) FROM told) AS _told FROM u;
 
--- name: list
+-- name: list_schedules
 -- Every schedule, or those of one queue, in a stable order.
 SELECT * FROM {schedules}
 WHERE %(queue)s::text IS NULL OR queue = %(queue)s
@@ -133,7 +135,3 @@ RETURNING s.id;
 SELECT extract(epoch FROM min(next_run_at) - now())::float8
 FROM {schedules}
 WHERE enabled;
-
--- name: statement_timeout
--- Bound every statement of this transaction (the tick's), so a stuck one cannot stall it.
-SELECT set_config('statement_timeout', %(ms)s, true);

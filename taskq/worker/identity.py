@@ -11,10 +11,6 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
-WORKER_STALE = 30.0
-"""Seconds without a sign of life after which a worker process counts as vanished and
-the rescue takes back its tasks (without waiting out their heartbeat timeouts)."""
-
 
 @dataclass(frozen=True, slots=True)
 class Identity:

@@ -26,7 +26,7 @@ class Cluster:
     socket_dir: Path
 
     def pg_ctl(self, *args: str, timeout: float = 60) -> None:
-        from taskq.embedded import server_bin_dir
+        from taskq.db.embedded import server_bin_dir
 
         cmd = [str(server_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), *args]
         subprocess.run(

@@ -32,7 +32,7 @@ import taskq
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    from taskq.embedded import _server, embedded_url
+    from taskq.db.embedded import _server, embedded_url
 
     folder = Path(tempfile.mkdtemp(prefix="taskq-chaos-pg-"))
     os.chmod(folder, 0o755)  # the server may run as another user (root runs it so)

@@ -10,7 +10,7 @@ from psycopg import sql
 
 import taskq
 from taskq.db import Database
-from taskq.maintenance import Pruner
+from taskq.services.pruner import Pruner
 
 
 def test_pruner_deletes_only_final_tasks(cluster: Cluster, schema: str) -> None:

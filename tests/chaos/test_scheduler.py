@@ -19,7 +19,7 @@ from test_cron import ZONES, clock, oracle, transitions
 
 import taskq
 from taskq.db import Database
-from taskq.ticker import CronTicker
+from taskq.services.ticker import CronTicker
 
 SECOND = dt.timedelta(seconds=1)
 MINUTE = dt.timedelta(minutes=1)
