@@ -34,6 +34,15 @@ def wait_for(
         time.sleep(interval)
 
 
+def handler_started(tasks: Any, task_id: str, timeout: float = 60.0) -> Any:
+    """Wait until the handler of ``task_id`` runs (the test app's ``sleepy`` reports
+    progress "started" first). A task's ``running`` status alone is not enough: the
+    worker claims it a moment before a slot starts its handler, and a worker stopped in
+    that moment gives the task back unstarted."""
+    return wait_for(lambda: tasks.get(task_id).progress == "started", timeout=timeout,
+                    what=f"the handler of task {task_id} to start")  # fmt: skip
+
+
 POOLER_SETTINGS = ("TASKQ_POOLER", "TASKQ_LISTEN_URL")
 """What a deployment behind a transaction pooler sets for every process (the pooler
 leg, tests/pooler_leg.py, sets them): a test that gives a process a clean environment

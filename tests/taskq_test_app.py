@@ -73,7 +73,9 @@ def until_cancelled(ctx: taskq.TaskContext) -> Any:
 
 @registry.task("sleepy")
 def sleepy(ctx: taskq.TaskContext) -> Any:
-    """Sleeps `spec` seconds (ignoring cancellation), then returns."""
+    """Reports progress "started" (so a test can tell its handler runs, not only that
+    it was claimed), sleeps `spec` seconds (ignoring cancellation), then returns."""
+    ctx.progress("started")
     time.sleep(float(ctx.spec))
     return "slept"
 

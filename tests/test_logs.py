@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import taskq_test_app
-from helpers import taskq_cmd, taskq_env, wait_for
+from helpers import handler_started, taskq_cmd, taskq_env, wait_for
 
 import taskq
 from taskq import TaskEnqueueRequest, TaskStatus
@@ -148,8 +148,7 @@ def run_a_mix_of_tasks(
             tasks.wait(ids[role], timeout=60)
         with taskq.Queuer(database_url, schema=schema) as queuer:
             ids["sleepy"] = queuer.enqueue(queue=queue, type="sleepy", spec=60).id
-        wait_for(lambda: tasks.get(ids["sleepy"]).status is TaskStatus.RUNNING, timeout=60,
-                 what="the sleepy task to start")  # fmt: skip
+        handler_started(tasks, ids["sleepy"])
         assert worker.stop() == 0, worker.output()
         return {role: tasks.get(i) for role, i in ids.items()}
 

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 import taskq_test_app
-from helpers import Workers, taskq_cmd, taskq_env, wait_for
+from helpers import Workers, handler_started, taskq_cmd, taskq_env, wait_for
 
 import taskq
 from taskq import TaskEnqueueRequest, TaskStatus
@@ -169,7 +169,7 @@ def test_sigterm_lets_running_tasks_finish_and_exits_zero(
 ) -> None:
     p = workers.start("--concurrency", "2", "--grace", "20", queue=queue_name)
     t = queuer.enqueue(queue=queue_name, type="sleepy", spec=1.5)
-    wait_for(lambda: tasks.get(t.id).status is TaskStatus.RUNNING, what="task running")
+    handler_started(tasks, t.id)
     waiting = queuer.enqueue(queue=queue_name, type="echo", run_at=_later())
     code, out = workers.stop(p)
     assert code == 0, out
@@ -182,7 +182,7 @@ def test_sigterm_after_grace_gives_tasks_back_without_charging_an_attempt(
 ) -> None:
     p = workers.start("--grace", "0.5", queue=queue_name)
     t = queuer.enqueue(queue=queue_name, type="sleepy", spec=60, max_attempts=3)
-    wait_for(lambda: tasks.get(t.id).status is TaskStatus.RUNNING, what="task running")
+    handler_started(tasks, t.id)
     started = time.monotonic()
     code, out = workers.stop(p)
     assert code == 0, out
@@ -198,7 +198,7 @@ def test_second_signal_skips_the_grace_period(
 ) -> None:
     p = workers.start("--grace", "120", queue=queue_name)
     t = queuer.enqueue(queue=queue_name, type="sleepy", spec=120)
-    wait_for(lambda: tasks.get(t.id).status is TaskStatus.RUNNING, what="task running")
+    handler_started(tasks, t.id)
     p.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)

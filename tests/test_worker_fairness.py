@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from helpers import Workers, wait_for
+from helpers import Workers, handler_started, wait_for
 from psycopg import sql
 
 import taskq
@@ -74,8 +74,7 @@ def test_after_sigterm_no_handler_starts_and_the_rest_stay_waiting_uncharged(
     slow = queuer.enqueue(R(queue_name, "sleepy", 2, priority=1))
     rest = queuer.enqueue_many([R(queue_name, "echo", {"n": i}) for i in range(3)])
     p = workers.start("--concurrency", "1", "--grace", "30", queue=queue_name)
-    wait_for(lambda: tasks.get(slow.id).status is TaskStatus.RUNNING, timeout=60,
-             what="the slow task to start")  # fmt: skip
+    handler_started(tasks, slow.id)
     code, out = workers.stop(p, timeout=60)
     assert code == 0, out
     assert tasks.get(slow.id).status is TaskStatus.FINISHED  # ran out its grace period
