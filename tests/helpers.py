@@ -35,7 +35,7 @@ def wait_for(
 
 
 def handler_started(tasks: Any, task_id: str, timeout: float = 60.0) -> Any:
-    """Wait until the handler of ``task_id`` runs (the test app's ``sleepy`` reports
+    """Wait until the handler of ``task_id`` runs (the test app's ``nap`` reports
     progress "started" first). A task's ``running`` status alone is not enough: the
     worker claims it a moment before a slot starts its handler, and a worker stopped in
     that moment gives the task back unstarted."""

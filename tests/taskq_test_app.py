@@ -73,8 +73,15 @@ def until_cancelled(ctx: taskq.TaskContext) -> Any:
 
 @registry.task("sleepy")
 def sleepy(ctx: taskq.TaskContext) -> Any:
-    """Reports progress "started" (so a test can tell its handler runs, not only that
-    it was claimed), sleeps `spec` seconds (ignoring cancellation), then returns."""
+    """Sleeps `spec` seconds (ignoring cancellation), then returns."""
+    time.sleep(float(ctx.spec))
+    return "slept"
+
+
+@registry.task("nap")
+def nap(ctx: taskq.TaskContext) -> Any:
+    """``sleepy`` that first reports progress "started", so a test can tell that its
+    handler runs, not only that a worker claimed it (helpers.handler_started)."""
     ctx.progress("started")
     time.sleep(float(ctx.spec))
     return "slept"

@@ -147,7 +147,7 @@ def run_a_mix_of_tasks(
         for role in ("echo", "boom", "flaky", "stale"):
             tasks.wait(ids[role], timeout=60)
         with taskq.Queuer(database_url, schema=schema) as queuer:
-            ids["sleepy"] = queuer.enqueue(queue=queue, type="sleepy", spec=60).id
+            ids["sleepy"] = queuer.enqueue(queue=queue, type="nap", spec=60).id
         handler_started(tasks, ids["sleepy"])
         assert worker.stop() == 0, worker.output()
         return {role: tasks.get(i) for role, i in ids.items()}

@@ -168,7 +168,7 @@ def test_sigterm_lets_running_tasks_finish_and_exits_zero(
     workers: Workers, queuer: taskq.Queuer, tasks: taskq.Tasks, queue_name: str
 ) -> None:
     p = workers.start("--concurrency", "2", "--grace", "20", queue=queue_name)
-    t = queuer.enqueue(queue=queue_name, type="sleepy", spec=1.5)
+    t = queuer.enqueue(queue=queue_name, type="nap", spec=1.5)
     handler_started(tasks, t.id)
     waiting = queuer.enqueue(queue=queue_name, type="echo", run_at=_later())
     code, out = workers.stop(p)
@@ -181,7 +181,7 @@ def test_sigterm_after_grace_gives_tasks_back_without_charging_an_attempt(
     workers: Workers, queuer: taskq.Queuer, tasks: taskq.Tasks, queue_name: str
 ) -> None:
     p = workers.start("--grace", "0.5", queue=queue_name)
-    t = queuer.enqueue(queue=queue_name, type="sleepy", spec=60, max_attempts=3)
+    t = queuer.enqueue(queue=queue_name, type="nap", spec=60, max_attempts=3)
     handler_started(tasks, t.id)
     started = time.monotonic()
     code, out = workers.stop(p)
@@ -197,7 +197,7 @@ def test_second_signal_skips_the_grace_period(
     workers: Workers, queuer: taskq.Queuer, tasks: taskq.Tasks, queue_name: str
 ) -> None:
     p = workers.start("--grace", "120", queue=queue_name)
-    t = queuer.enqueue(queue=queue_name, type="sleepy", spec=120)
+    t = queuer.enqueue(queue=queue_name, type="nap", spec=120)
     handler_started(tasks, t.id)
     p.send_signal(signal.SIGTERM)
     time.sleep(0.3)

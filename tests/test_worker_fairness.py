@@ -71,7 +71,7 @@ def test_a_timeout_measures_the_run_not_the_wait_for_a_slot(
 def test_after_sigterm_no_handler_starts_and_the_rest_stay_waiting_uncharged(
     workers: Workers, queuer: taskq.Queuer, tasks: taskq.Tasks, queue_name: str
 ) -> None:
-    slow = queuer.enqueue(R(queue_name, "sleepy", 2, priority=1))
+    slow = queuer.enqueue(R(queue_name, "nap", 2, priority=1))
     rest = queuer.enqueue_many([R(queue_name, "echo", {"n": i}) for i in range(3)])
     p = workers.start("--concurrency", "1", "--grace", "30", queue=queue_name)
     handler_started(tasks, slow.id)
