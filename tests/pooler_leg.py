@@ -70,6 +70,23 @@ def pytest_report_header(config: pytest.Config) -> str:
     return "taskq: through PgBouncer in transaction mode (TASKQ_POOLER=transaction)"
 
 
+NOT_BEHIND_THE_POOLER = {
+    # the pytest plugin: a user's own test suite talks to its test server directly
+    "test_testing_plugin.py",
+    # HTTP input fuzzing: refusals happen before any SQL, and what is accepted takes the
+    # paths test_serve_api.py runs behind the pooler
+    "test_serve_fuzz.py",
+    # the demo is the first-minute path on the embedded server, never behind a pooler
+    "test_demo.py",
+    "test_serve_demo.py",
+}
+"""Test files this leg leaves out; the direct legs run them."""
+
+
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    return True if collection_path.name in NOT_BEHIND_THE_POOLER else None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # tests/infra tests the pooler and replica harness itself, with poolers of its own
     keep = [i for i in items if "/tests/infra/" not in str(i.path)]
