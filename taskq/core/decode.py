@@ -7,6 +7,7 @@ Columns whose name starts with ``_`` are a statement's own extras (``_woken``,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,64 +26,53 @@ def task_maker(names: Sequence[str]) -> Callable[[Values], Task]:
     """A function building a Task from one row of ``names``."""
     refs = [i for i, n in enumerate(names) if n not in TASK_BUILTIN_COLUMNS and n[0] != "_"]
     idx = {n: i for i, n in enumerate(names)}
-    where = {name: idx.get(name) for name in _TASK_FIELDS}
-    i_id = idx["id"]
+    # where each of Task's fields is in the row, in Task's order (None: not returned);
+    # the row's values go to Task's constructor positionally, then the few that need
+    # converting are converted
+    source = [idx.get(name) for name in _FIELD_ORDER]
+    source[_ID] = idx["id"]
+    missing = [pos for pos, i in enumerate(source) if i is None]
+    present = [i if i is not None else 0 for i in source]
+    texts = [pos for pos in _TEXT_POSITIONS if source[pos] is not None]
+    pos_refs = _REFERENCES
+    pos_attempts, pos_status, pos_started = _ATTEMPTS, _STATUS, _STARTED_AT
+    pos_errors = _ERRORS
+    has_errors = source[_ERRORS] is not None
 
     def make(values: Values) -> Task:
-        def g(name: str) -> Any:
-            i = where[name]
-            return None if i is None else values[i]
-
-        attempts = g("attempts")
-        if attempts is not None and g("status") == "running" and g("started_at") is None:
+        a = [values[i] for i in present]
+        for pos in missing:
+            a[pos] = None
+        for pos in texts:
+            v = a[pos]
+            if v is not None:
+                a[pos] = str(v)
+        status = a[pos_status]
+        a[pos_status] = _STATUSES[status]
+        attempts = a[pos_attempts]
+        if attempts is not None and status == "running" and a[pos_started] is None:
             # reserved by a worker for a slot, not started yet: its attempt is charged
             # when it starts; readers see the attempt it is about to make
-            attempts += 1
-        return Task(
-            id=str(values[i_id]),
-            queue=g("queue"),
-            type=g("type"),
-            spec=g("spec"),
-            status=TaskStatus(g("status")),
-            progress=g("progress"),
-            result=g("result"),
-            error=g("error"),
-            references={names[i]: values[i] for i in refs if values[i] is not None},
-            priority=g("priority"),
-            attempts=attempts,
-            max_attempts=g("max_attempts"),
-            heartbeat_timeout=g("heartbeat_timeout"),
-            timeout=g("timeout"),
-            run_at=g("run_at"),
-            created_at=g("created_at"),
-            updated_at=g("updated_at"),
-            started_at=g("started_at"),
-            finished_at=g("finished_at"),
-            last_heartbeat_at=g("last_heartbeat_at"),
-            unique_key=g("unique_key"),
-            title=g("title"),
-            user_id=g("user_id"),
-            lease=text_or_none(g("lease")),
-            worker_id=text_or_none(g("worker_id")),
-            chain_id=text_or_none(g("chain_id")),
-            chain_index=g("chain_index"),
-            group_id=text_or_none(g("group_id")),
-            previous_result=g("previous_result"),
-            on_success=g("on_success"),
-            errors=_errors(g("errors")),
-            seq=g("seq"),
-        )
+            a[pos_attempts] = attempts + 1
+        a[pos_refs] = {names[i]: values[i] for i in refs if values[i] is not None}
+        a[pos_errors] = _errors(a[pos_errors]) if has_errors else ()
+        return Task(*a)
 
     return make
 
 
-_TASK_FIELDS = (
-    "queue", "type", "spec", "status", "progress", "result", "error", "priority",
-    "attempts", "max_attempts", "heartbeat_timeout", "timeout", "run_at", "created_at",
-    "updated_at", "started_at", "finished_at", "last_heartbeat_at", "unique_key", "title",
-    "user_id", "lease", "worker_id", "chain_id", "chain_index", "group_id", "previous_result",
-    "on_success", "seq", "errors",
-)  # fmt: skip
+_FIELD_ORDER = tuple(f.name for f in dataclasses.fields(Task))
+_ID = _FIELD_ORDER.index("id")
+_STATUS = _FIELD_ORDER.index("status")
+_ATTEMPTS = _FIELD_ORDER.index("attempts")
+_STARTED_AT = _FIELD_ORDER.index("started_at")
+_REFERENCES = _FIELD_ORDER.index("references")
+_ERRORS = _FIELD_ORDER.index("errors")
+_TEXT_POSITIONS = tuple(
+    _FIELD_ORDER.index(n) for n in ("id", "lease", "worker_id", "chain_id", "group_id")
+)
+"""Fields read as uuid values and given out as text."""
+_STATUSES = {s.value: s for s in TaskStatus}
 
 
 def _errors(value: Any) -> tuple[AttemptError, ...]:

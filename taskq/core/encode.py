@@ -39,12 +39,15 @@ inside year 1 and year 9999 on each side is the limit for every time taken as in
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_json(value: Any, what: str) -> str:
     """JSON text for ``value``; ValueError (InvalidTask) naming ``what`` if impossible."""
     if value is None:  # most handlers return nothing: no encoder needed
         return "null"
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text = _ENCODER.encode(value)
     except RecursionError:
         raise InvalidTask(f"{what} is nested too deeply to store as JSON") from None
     except (TypeError, ValueError) as e:
@@ -123,6 +126,11 @@ class Row:
     type: str
 
 
+Settled = tuple[str, int, float, float | None, float]
+"""A checked request's queue, max_attempts, heartbeat_timeout, timeout and retry_delay,
+its type's registered defaults (or taskq's) filled in."""
+
+
 def check_request(
     req: TaskEnqueueRequest,
     registry: Registry | None = None,
@@ -132,6 +140,29 @@ def check_request(
 ) -> TaskEnqueueRequest:
     """``req`` checked, with its type's registered defaults filled in; ``strict``:
     a type ``registry`` does not know is refused (``UnknownTaskType``)."""
+    queue, max_attempts, hb, timeout, delay = _settle(req, registry, max_spec_bytes, strict)
+    return TaskEnqueueRequest(
+        queue=queue,
+        type=req.type,
+        spec=req.spec,
+        references=dict(req.references),
+        priority=req.priority,
+        run_at=req.run_at,
+        max_attempts=max_attempts,
+        heartbeat_timeout=hb,
+        unique_key=req.unique_key,
+        title=req.title,
+        user_id=req.user_id,
+        timeout=timeout,
+        retry_delay=delay,
+        on_success=req.on_success,
+    )
+
+
+def _settle(
+    req: TaskEnqueueRequest, registry: Registry | None, max_spec_bytes: int, strict: bool
+) -> Settled:
+    """Check ``req`` (see ``check_request``) and return its settled options."""
     if not isinstance(req, TaskEnqueueRequest):
         raise TypeError(f"expected a TaskEnqueueRequest, got {type(req).__name__}")
     opts = registry.options(req.type) if registry is not None and req.type else None
@@ -194,23 +225,8 @@ def check_request(
         except Exception as e:  # the validator's own words, as a ValueError
             raise InvalidTask(f"invalid spec{where}: {e}") from None
     if req.on_success is not None:
-        check_request(req.on_success, registry, max_spec_bytes=max_spec_bytes, strict=strict)
-    return TaskEnqueueRequest(
-        queue=queue,
-        type=req.type,
-        spec=req.spec,
-        references=dict(req.references),
-        priority=req.priority,
-        run_at=req.run_at,
-        max_attempts=max_attempts,
-        heartbeat_timeout=hb,
-        unique_key=req.unique_key,
-        title=req.title,
-        user_id=req.user_id,
-        timeout=timeout,
-        retry_delay=delay,
-        on_success=req.on_success,
-    )
+        _settle(req.on_success, registry, max_spec_bytes, strict)
+    return queue, max_attempts, hb, timeout, delay
 
 
 def to_row(
@@ -222,25 +238,29 @@ def to_row(
     strict: bool = False,
 ) -> Row:
     """Check ``req`` and encode it as a JSON row for the enqueue statement."""
-    r = check_request(req, registry, max_spec_bytes=max_spec_bytes, strict=strict)
-    where = _where(r.queue, r.type)
+    queue, max_attempts, hb, timeout, delay = _settle(req, registry, max_spec_bytes, strict)
+    r = req
+    where = _where(queue, r.type)
     spec = encode_json(r.spec, f"spec{where}")
     size = utf8_length(spec)
     if size > max_spec_bytes:
         raise InvalidTask(f"spec{where} is {size} bytes of JSON; the limit is {max_spec_bytes}")
-    fields: dict[str, Any] = {
-        "queue": r.queue,
-        "type": r.type,
-        "priority": r.priority,
-        "run_at": r.run_at.isoformat() if r.run_at is not None else None,
-        "max_attempts": r.max_attempts,
-        "heartbeat_timeout": r.heartbeat_timeout,
-        "timeout": r.timeout,
-        "retry_delay": r.retry_delay,
-        "unique_key": r.unique_key,
-        "title": r.title,
-        "user_id": r.user_id,
-    }
+    values = (
+        queue, r.type, r.priority, r.run_at.isoformat() if r.run_at is not None else None,
+        max_attempts, hb, timeout, delay, r.unique_key, r.title, r.user_id,
+    )  # fmt: skip
+    if not extra and r.on_success is None and not r.references:
+        # the common case: the same options for many requests (a batch, a busy
+        # producer), so their JSON is made once
+        head = _HEADS.get(values)
+        if head is None:
+            head = json.dumps({k: v for k, v in zip(_ROW_KEYS, values, strict=True)
+                               if v is not None})[:-1]  # fmt: skip
+            if len(_HEADS) >= 1024:
+                _HEADS.clear()
+            _HEADS[values] = head
+        return Row(head + ',"spec":' + spec + "}", (), queue, r.type)
+    fields: dict[str, Any] = {k: v for k, v in zip(_ROW_KEYS, values, strict=True) if v is not None}
     if extra:
         fields.update(extra)
     if r.on_success is not None:
@@ -249,7 +269,19 @@ def to_row(
     for key in refs:
         fields[key] = r.references[key]
     body = encode_json(fields, f"references{where}") if refs else json.dumps(fields)
-    return Row(body[:-1] + ',"spec":' + spec + "}", refs, r.queue, r.type)
+    return Row(body[:-1] + ',"spec":' + spec + "}", refs, queue, r.type)
+
+
+_ROW_KEYS = (
+    "queue", "type", "priority", "run_at", "max_attempts", "heartbeat_timeout", "timeout",
+    "retry_delay", "unique_key", "title", "user_id",
+)  # fmt: skip
+"""The columns a request sets, in the order ``to_row`` reads them; a column left out of
+a row's JSON (None) is NULL, as jsonb_populate_recordset reads it."""
+
+_HEADS: dict[tuple[Any, ...], str] = {}
+"""The JSON of a row without its spec (and without the closing brace), by the values
+of ``_ROW_KEYS``: one dict lookup instead of one JSON encoding per request."""
 
 
 def request_to_json(req: TaskEnqueueRequest) -> str:
