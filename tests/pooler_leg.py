@@ -79,6 +79,14 @@ NOT_BEHIND_THE_POOLER = {
     # the demo is the first-minute path on the embedded server, never behind a pooler
     "test_demo.py",
     "test_serve_demo.py",
+    # input refused before any SQL runs (what is stored takes the core tests' paths),
+    # cron arithmetic, and command-line and logging set-up: nothing a pooler changes
+    # (test_cli_commands.py runs the commands' database work behind it)
+    "test_bad_input.py",
+    "test_cron.py",
+    "test_cli.py",
+    "test_cli_errors.py",
+    "test_worker_logging.py",
 }
 """Test files this leg leaves out; the direct legs run them."""
 
