@@ -10,7 +10,7 @@ one of them leaves it open.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from taskq.db import AsyncDatabase, Database
 from taskq.sql import Statements
@@ -20,8 +20,14 @@ if TYPE_CHECKING:
     from taskq.db.listen import Listener
 
 
-class Client:
-    """Base of the synchronous objects (Queuer, Dequeuer, Tasks, Scheduler)."""
+D = TypeVar("D", Database, AsyncDatabase)
+
+
+class _Base(Generic[D]):
+    """What both faces' objects share: the database they use (given, or made from a
+    URI, and then theirs to close) and its statements."""
+
+    _database: type[D]
 
     def __init__(
         self,
@@ -34,13 +40,13 @@ class Client:
         read_url: str | None = None,
         poll_interval: float | None = None,
     ) -> None:
-        self._owns_db = not isinstance(db, Database)
-        if isinstance(db, Database):
-            self._db = db
-        else:
-            self._db = Database(db, schema, max_size=pool_size, pooler=pooler,
+        self._owns_db = not isinstance(db, self._database)
+        self._db: D = (
+            db if not self._owns_db
+            else self._database(db, schema, max_size=pool_size, pooler=pooler,
                                 listen_url=listen_url, read_url=read_url,
-                                poll_interval=poll_interval)  # fmt: skip
+                                poll_interval=poll_interval)
+        )  # fmt: skip
         self._stmts: Statements = self._db.settings.stmts
 
     @property
@@ -48,8 +54,14 @@ class Client:
         return self._db.schema
 
     @property
-    def database(self) -> Database:
+    def database(self) -> D:
         return self._db
+
+
+class Client(_Base[Database]):
+    """Base of the synchronous objects (Queuer, Dequeuer, Tasks, Scheduler)."""
+
+    _database = Database
 
     def listener(self) -> Listener | None:
         """The LISTEN connection this object's waits use (started now if not yet), or
@@ -69,37 +81,11 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Base[AsyncDatabase]):
     """Base of the asyncio objects (AsyncQueuer, AsyncDequeuer, AsyncTasks,
     AsyncScheduler)."""
 
-    def __init__(
-        self,
-        db: Any,
-        *,
-        schema: str | None,
-        pool_size: int,
-        pooler: str | None = None,
-        listen_url: str | None = None,
-        read_url: str | None = None,
-        poll_interval: float | None = None,
-    ) -> None:
-        self._owns_db = not isinstance(db, AsyncDatabase)
-        if isinstance(db, AsyncDatabase):
-            self._db = db
-        else:
-            self._db = AsyncDatabase(db, schema, max_size=pool_size, pooler=pooler,
-                                     listen_url=listen_url, read_url=read_url,
-                                     poll_interval=poll_interval)  # fmt: skip
-        self._stmts: Statements = self._db.settings.stmts
-
-    @property
-    def schema(self) -> str:
-        return self._db.schema
-
-    @property
-    def database(self) -> AsyncDatabase:
-        return self._db
+    _database = AsyncDatabase
 
     async def listener(self) -> AsyncListener | None:
         """The LISTEN connection this object's waits use (started now if not yet), or
